@@ -1,1 +1,125 @@
+//! Vela's HTTP layer: the Glance Images API v2.
+//!
+//! [`router`] lists every route. Requests pass through [`wire::layer`] (request id, error
+//! bodies negotiated on `Accept`) and version negotiation; handlers parse path and body values
+//! into domain types, check policy, and call the repository and the store.
 
+pub mod context;
+pub mod error;
+mod images;
+mod info;
+mod schemas;
+mod versions;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use vela_db::Db;
+use vela_domain::list::Paging;
+use vela_domain::policy::Policy;
+use vela_domain::ImageRules;
+use vela_store::digest::HashAlgo;
+use vela_store::Store;
+
+pub use context::NoAuth;
+pub use error::ApiError;
+
+/// Settings of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Default and maximum page sizes of lists.
+    pub paging: Paging,
+    /// Largest image accepted, in bytes (413 beyond).
+    pub image_size_cap: u64,
+    /// `os_hash_algo` for new data.
+    pub hash_algo: HashAlgo,
+    /// Import methods advertised (`/v2/info/import`, `OpenStack-image-import-methods`).
+    pub import_methods: Vec<String>,
+    /// Base URL clients should use (`Location`, version links); else taken from `Host`.
+    pub public_endpoint: Option<String>,
+    /// The request context used when no identity service is configured.
+    pub noauth: NoAuth,
+    /// Formats and quotas.
+    pub rules: ImageRules,
+}
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub store: Arc<dyn Store>,
+    pub cfg: Arc<ApiConfig>,
+    pub policy: Policy,
+    schemas: Arc<schemas::Schemas>,
+}
+
+impl AppState {
+    /// Bundles the layers below the API.
+    pub fn new(db: Db, store: Arc<dyn Store>, cfg: ApiConfig) -> Self {
+        let schemas = Arc::new(schemas::Schemas::new(&cfg.rules));
+        AppState {
+            db,
+            store,
+            cfg: Arc::new(cfg),
+            policy: Policy,
+            schemas,
+        }
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let v2 = Router::new()
+        .route(
+            "/images",
+            get(images::list::list).post(images::create::create),
+        )
+        .route(
+            "/images/{id}",
+            get(images::show::show)
+                .patch(images::patch::patch)
+                .delete(images::delete::delete),
+        )
+        .route(
+            "/images/{id}/file",
+            put(images::data::upload).get(images::data::download),
+        )
+        .route(
+            "/images/{id}/tags/{tag}",
+            put(images::tags::add).delete(images::tags::remove),
+        )
+        .route(
+            "/images/{id}/actions/deactivate",
+            post(images::actions::deactivate),
+        )
+        .route(
+            "/images/{id}/actions/reactivate",
+            post(images::actions::reactivate),
+        )
+        .route("/images/{id}/tasks", get(images::show::tasks))
+        .route("/schemas/{name}", get(schemas::get))
+        .route("/info/import", get(info::import))
+        .route("/info/stores", get(info::stores))
+        .route("/info/stores/detail", get(info::stores_detail))
+        .route("/info/usage", get(info::usage))
+        .fallback(wire::not_found);
+
+    let public = versions::PublicEndpoint(state.cfg.public_endpoint.clone());
+    let api = Router::new()
+        .nest("/v2", v2)
+        .route("/healthcheck", get(|| async { "OK" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wire::layer,
+        ))
+        .with_state(state);
+    // Version negotiation rewrites URIs, so it must run before `api` routes the request.
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn_with_state(
+            public,
+            versions::negotiate,
+        ))
+}

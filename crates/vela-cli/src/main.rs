@@ -1,1 +1,128 @@
-fn main(){}
+//! `vela`: the Vela image service.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vela_server::config::{Config, Overrides};
+use vela_server::Application;
+
+/// Vela: an OpenStack Image service (Glance Images API v2) in Rust.
+///
+/// With no configuration `vela serve` listens on 127.0.0.1:9292 and keeps its SQLite database
+/// and image files under ./vela-data. Settings come from built-in defaults, then the TOML file
+/// given with --config (see vela.example.toml), then VELA_SECTION__KEY environment variables
+/// (e.g. VELA_SERVER__BIND, VELA_IMAGES__IMAGE_SIZE_CAP), then the flags below.
+/// Logging follows RUST_LOG (default "info"); VELA_LOG_FORMAT=json logs JSON lines.
+#[derive(Parser, Debug)]
+#[command(name = "vela", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database and image files unless configured elsewhere).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the API server.
+    Serve {
+        /// Listen address, ADDR:PORT (port 0 picks a free one).
+        #[arg(long, value_name = "ADDR:PORT")]
+        bind: Option<String>,
+    },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Print the effective configuration as TOML-like JSON.
+    Config,
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Create or upgrade the schema.
+    Migrate,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("VELA_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let bind = match &cli.command {
+        Command::Serve { bind } => bind.clone(),
+        _ => None,
+    };
+    let cfg = Config::load(
+        cli.config.as_deref(),
+        Overrides {
+            data_dir: cli.data_dir.clone(),
+            bind,
+        },
+    )?;
+    match cli.command {
+        Command::Serve { .. } => {
+            let app = Application::build(cfg).await?;
+            let addr = app.local_addr()?;
+            tracing::info!(%addr, "listening");
+            let mut out = std::io::stdout();
+            writeln!(out, "vela listening on http://{addr}").context("writing to stdout")?;
+            out.flush().ok();
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Db {
+            command: DbCommand::Migrate,
+        } => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let db = vela_server::open_db(&cfg).await?;
+            db.close().await;
+            println!("database schema is at version {}", vela_db::SCHEMA_VERSION);
+            Ok(())
+        }
+        Command::Config => {
+            println!("{}", serde_json::to_string_pretty(&cfg)?);
+            Ok(())
+        }
+    }
+}

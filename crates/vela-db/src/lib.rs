@@ -1,1 +1,146 @@
+//! Vela's metadata repository.
+//!
+//! One code path for every SQL database, through sqlx's `Any` driver: SQL is written once in a
+//! portable subset, placeholders are produced per dialect by [`sql::Sql`], and migrations are
+//! kept per dialect in `migrations/<dialect>/`. SQLite is the embedded default.
+//!
+//! Writes run in transactions on a dedicated writer pool (a single connection on SQLite, so
+//! writers never fight over the file lock); reads use a separate pool.
 
+mod images;
+mod migrate;
+mod sql;
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Executor;
+use vela_domain::DomainError;
+
+pub use images::Scope;
+pub use migrate::SCHEMA_VERSION;
+
+/// Repository errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique key already exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The image rules refused the change.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The database could not be reached in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database schema is newer than this build knows.
+    #[error("database schema version {found} is newer than this Vela supports ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Sql(#[source] sqlx::Error),
+    /// A stored value could not be understood.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => DbError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                DbError::Unavailable(e)
+            }
+            sqlx::Error::Database(ref d) if d.is_unique_violation() => {
+                DbError::Conflict(d.message().to_owned())
+            }
+            other => DbError::Sql(other),
+        }
+    }
+}
+
+/// SQL dialects Vela speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `sqlite:///abs/path.sqlite` (or `sqlite://relative/path.sqlite`).
+    pub url: String,
+    /// Read connections.
+    pub max_connections: u32,
+    /// How long a request waits for a connection.
+    pub acquire_timeout: Duration,
+}
+
+/// Handle to the metadata database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    dialect: Dialect,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl Db {
+    /// Connects, creating the SQLite file if needed. Does not migrate.
+    pub async fn connect(opts: &DbOptions) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if let Some(rest) = opts.url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Dialect::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+        } else {
+            return Err(DbError::Corrupt(format!(
+                "unsupported database URL '{}': only sqlite:// is available in this build",
+                opts.url
+            )));
+        };
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if dialect == Dialect::Sqlite {
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let write = pool(1).connect(&url).await?;
+        let read = pool(opts.max_connections.max(1)).connect(&url).await?;
+        Ok(Db {
+            dialect,
+            read,
+            write,
+        })
+    }
+
+    /// The dialect of the connected database.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Brings the schema up to date; refuses a schema newer than this build.
+    pub async fn migrate(&self) -> Result<i64, DbError> {
+        migrate::run(&self.write, self.dialect).await
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}

@@ -1,1 +1,108 @@
+//! Image data stores.
+//!
+//! A [`Store`] keeps image bytes somewhere (a local directory today; object stores later) and
+//! streams them both ways with bounded memory. Size and checksums are not the store's business:
+//! [`digest::Digester`] wraps the upload stream, hashes it on separate threads and enforces the
+//! size limits, so every backend gets the same accounting.
 
+pub mod digest;
+pub mod fs;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A stream of image bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// An inclusive byte range within an object, already checked against its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// Number of bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    /// Always false: a range holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// What a successful [`Store::put`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Where the data now lives (store specific URL).
+    pub location: String,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// An open download.
+pub struct Fetched {
+    /// Size of the whole object.
+    pub total_size: u64,
+    /// The bytes (the whole object or the requested range).
+    pub body: ByteStream,
+}
+
+/// Store failures, by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing at that location.
+    #[error("no data at {0}")]
+    NotFound(String),
+    /// The location does not belong to this store.
+    #[error("location {0} is not handled by this store")]
+    ForeignLocation(String),
+    /// The store is out of space.
+    #[error("store is full: {0}")]
+    StorageFull(#[source] std::io::Error),
+    /// The incoming body failed (client went away, a size limit was hit...).
+    #[error("upload stream failed: {0}")]
+    Body(#[source] std::io::Error),
+    /// The store itself failed.
+    #[error("store I/O error: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl StoreError {
+    /// Classifies an I/O error of the store itself.
+    pub fn io(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            StoreError::StorageFull(e)
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+/// A place image data is kept.
+///
+/// Behaviour every backend guarantees:
+/// - `put` makes nothing readable unless it returns `Ok`; on any error it removes what it wrote.
+///   Data is durable when `put` returns.
+/// - `get` with a range returns exactly those bytes; ranges are validated by the caller.
+/// - `delete` of a missing object is `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// The configured id of this store (shown in `/v2/info/stores`).
+    fn id(&self) -> &str;
+    /// The driver name ("file").
+    fn kind(&self) -> &'static str;
+    /// Writes the whole stream as the data of `image_id`.
+    async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError>;
+    /// Opens the data at `location`, optionally only `range`.
+    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError>;
+    /// Size of the data at `location`.
+    async fn size(&self, location: &str) -> Result<u64, StoreError>;
+    /// Removes the data at `location`.
+    async fn delete(&self, location: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,367 @@
+//! `PUT`/`GET /v2/images/{id}/file`: the data path.
+//!
+//! Upload records intent first (`queued → saving` in the database), streams the body through
+//! the digester into the store, and marks the image `active` only after the store has made the
+//! data durable. Any failure removes the partial data and returns the image to `queued`; an
+//! image deleted meanwhile gets 410 and its data is removed.
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use vela_domain::image::ImageLocation;
+use vela_domain::policy::Action;
+use vela_domain::{DomainError, Image, ImageId, ImageStatus};
+use vela_store::digest::{digesting, Digest, Limits};
+use vela_store::{ByteRange, ByteStream, StoreError};
+
+use super::{load_for, modify};
+use crate::context::Ctx;
+use crate::wire::{header_str, image_id};
+use crate::{ApiError, AppState};
+
+fn parse_size_header(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    match header_str(h, name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("Invalid {name} header value: {v}"))),
+    }
+}
+
+/// Receives image data.
+pub async fn upload(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    if !base.eq_ignore_ascii_case("application/octet-stream") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "Content-Type must be application/octet-stream, not '{content_type}'"
+        )));
+    }
+    let id = image_id(&id)?;
+    let announced = parse_size_header(&headers, "x-openstack-image-size")?;
+    let length = parse_size_header(&headers, header::CONTENT_LENGTH.as_str())?;
+    let cap = state.cfg.image_size_cap;
+    if announced.or(length).is_some_and(|n| n > cap) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Image exceeds the storage quota: the upload is larger than {cap} bytes"),
+        ));
+    }
+    let limits = Limits {
+        max_size: Some(cap),
+        expected_size: announced.or(length),
+    };
+
+    modify(&state, &ctx, &id, Action::UploadImage, |img| {
+        img.check_can_receive_data()?;
+        img.set_status(ImageStatus::Saving)
+    })
+    .await?;
+    tracing::info!(image_id = %id, request_id = %ctx.request_id, "upload started");
+
+    let stream: ByteStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
+    // The upload runs in its own task so that its clean-up happens even if the client goes
+    // away and the request future is dropped.
+    let task = tokio::spawn(store_upload(state, id, stream, limits));
+    match task.await {
+        Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Virtual size for the formats whose header gives it cheaply; raw data is its own size.
+fn virtual_size(img: &Image, d: &Digest) -> Option<i64> {
+    if img.container_format.as_deref() != Some("bare") {
+        return None;
+    }
+    match img.disk_format.as_deref() {
+        Some("raw") => Some(d.size as i64),
+        Some("qcow2") if d.head.len() >= 32 && d.head.starts_with(b"QFI\xfb") => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d.head[24..32]);
+            i64::try_from(u64::from_be_bytes(b)).ok()
+        }
+        _ => None,
+    }
+}
+
+fn gone(id: &ImageId) -> DomainError {
+    DomainError::Gone(format!(
+        "Image {id} could not be found after upload. The image may have been deleted during the upload."
+    ))
+}
+
+async fn store_upload(
+    state: AppState,
+    id: ImageId,
+    body: ByteStream,
+    limits: Limits,
+) -> Result<(), ApiError> {
+    let (stream, digest) = digesting(body, state.cfg.hash_algo, limits);
+    let stored = state.store.put(id.as_str(), stream).await;
+    let result = match stored {
+        Ok(stored) => match digest.finish().await {
+            Ok(d) => {
+                let location = ImageLocation {
+                    store: state.store.id().to_owned(),
+                    url: stored.location.clone(),
+                };
+                let activated = state
+                    .db
+                    .update_image(&id, true, |img| {
+                        if img.deleted || img.status != ImageStatus::Saving {
+                            return Err(gone(&id));
+                        }
+                        img.virtual_size = virtual_size(img, &d);
+                        img.size = i64::try_from(d.size).ok();
+                        img.checksum = Some(d.md5.clone());
+                        img.os_hash_algo = Some(d.algo.name().to_owned());
+                        img.os_hash_value = Some(d.hash.clone());
+                        img.locations = vec![location];
+                        img.set_status(ImageStatus::Active)
+                    })
+                    .await;
+                match activated {
+                    Ok(_) => {
+                        tracing::info!(image_id = %id, size = d.size, "image active");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        if let Err(del) = state.store.delete(&stored.location).await {
+                            tracing::error!(image_id = %id, error = %del, "could not remove data of a failed upload");
+                        }
+                        ApiError::from(e)
+                    }
+                }
+            }
+            Err(body_err) => {
+                let _ = state.store.delete(&stored.location).await;
+                body_err.into()
+            }
+        },
+        Err(StoreError::Body(e)) => match digest.failure() {
+            Some(body_err) => body_err.into(),
+            None => ApiError::bad_request(e.to_string()),
+        },
+        Err(e) => e.into(),
+    };
+    tracing::warn!(image_id = %id, status = %result.status, error = %result.message, "upload failed");
+    let reverted = state
+        .db
+        .update_image(&id, true, |img| {
+            if img.deleted || img.status == ImageStatus::Deleted {
+                return Err(gone(&id));
+            }
+            if img.status == ImageStatus::Saving {
+                img.set_status(ImageStatus::Queued)?;
+            }
+            Ok(())
+        })
+        .await;
+    match reverted {
+        Err(vela_db::DbError::Domain(g @ DomainError::Gone(_))) => Err(g.into()),
+        Err(e) => {
+            tracing::error!(image_id = %id, error = %e, "could not return image to queued");
+            Err(result)
+        }
+        Ok(_) => Err(result),
+    }
+}
+
+/// A parsed `Range` request.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeSpec {
+    FromTo(u64, Option<u64>),
+    Suffix(u64),
+}
+
+fn range_error(size: u64, msg: &str) -> ApiError {
+    ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, msg.to_owned())
+        .with_header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+}
+
+/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` (one range only).
+fn parse_range(v: &str) -> Result<RangeSpec, ApiError> {
+    let spec = v
+        .trim()
+        .strip_prefix("bytes=")
+        .or_else(|| v.trim().strip_prefix("bytes "))
+        .ok_or_else(|| range_error(0, "Invalid Range header."))?;
+    let spec = spec.split('/').next().unwrap_or("");
+    if spec.contains(',') {
+        return Err(ApiError::bad_request("Multiple ranges are not supported."));
+    }
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| range_error(0, "Invalid Range header."))?;
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| range_error(0, "Invalid Range header."))
+    };
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, false) => Ok(RangeSpec::Suffix(num(b)?)),
+        (false, true) => Ok(RangeSpec::FromTo(num(a)?, None)),
+        (false, false) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if b < a {
+                return Err(range_error(0, "Invalid Range header."));
+            }
+            Ok(RangeSpec::FromTo(a, Some(b)))
+        }
+        (true, true) => Err(range_error(0, "Invalid Range header.")),
+    }
+}
+
+/// Resolves a range against the object size.
+fn resolve(spec: RangeSpec, size: u64) -> Result<ByteRange, ApiError> {
+    let invalid_start = || {
+        range_error(
+            size,
+            &format!(
+                "Invalid start position in Range header. Start position MUST be in the inclusive range [0, {}].",
+                size.saturating_sub(1)
+            ),
+        )
+    };
+    match spec {
+        RangeSpec::FromTo(start, end) => {
+            if start >= size {
+                return Err(invalid_start());
+            }
+            let end = end.map_or(size - 1, |e| e.min(size - 1));
+            Ok(ByteRange { start, end })
+        }
+        RangeSpec::Suffix(n) => {
+            if n == 0 || size == 0 {
+                return Err(invalid_start());
+            }
+            Ok(ByteRange {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            })
+        }
+    }
+}
+
+/// Sends image data, whole or one range.
+pub async fn download(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = image_id(&id)?;
+    let img = load_for(&state, &ctx, &id, Action::DownloadImage).await?;
+    if img.status == ImageStatus::Deactivated && !ctx.is_admin() {
+        return Err(ApiError::forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.",
+        ));
+    }
+    let Some(loc) = img.locations.first() else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let requested = header_str(&headers, header::RANGE.as_str())
+        .or_else(|| header_str(&headers, header::CONTENT_RANGE.as_str()))
+        .map(|v| parse_range(&v))
+        .transpose()?;
+    let size = match img.size {
+        Some(s) => u64::try_from(s).unwrap_or(0),
+        None => match state.store.size(&loc.url).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let range = requested.map(|r| resolve(r, size)).transpose()?;
+    let fetched = match state.store.get(&loc.url, range).await {
+        Ok(f) => f,
+        Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => return Err(e.into()),
+    };
+    let (status, length) = match range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.len()),
+        None => (StatusCode::OK, fetched.total_size),
+    };
+    let mut resp = Response::new(Body::from_stream(fetched.body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(md5) = img
+        .checksum
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        h.insert("content-md5", md5);
+    }
+    if let Some(r) = range {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{}",
+            r.start, r.end, fetched.total_size
+        )) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range("bytes=0-9").unwrap(),
+            RangeSpec::FromTo(0, Some(9))
+        );
+        assert_eq!(parse_range("bytes=5-").unwrap(), RangeSpec::FromTo(5, None));
+        assert_eq!(parse_range("bytes=-3").unwrap(), RangeSpec::Suffix(3));
+        assert_eq!(
+            parse_range("bytes 2-4/10").unwrap(),
+            RangeSpec::FromTo(2, Some(4))
+        );
+        assert_eq!(
+            parse_range("bytes=0-1,3-4").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse_range("bytes=x-").unwrap_err().status,
+            StatusCode::RANGE_NOT_SATISFIABLE
+        );
+        assert_eq!(
+            parse_range("items=0-1").unwrap_err().status,
+            StatusCode::RANGE_NOT_SATISFIABLE
+        );
+        assert_eq!(
+            resolve(RangeSpec::FromTo(0, Some(99)), 10).unwrap(),
+            ByteRange { start: 0, end: 9 }
+        );
+        assert_eq!(
+            resolve(RangeSpec::Suffix(3), 10).unwrap(),
+            ByteRange { start: 7, end: 9 }
+        );
+        assert_eq!(
+            resolve(RangeSpec::Suffix(30), 10).unwrap(),
+            ByteRange { start: 0, end: 9 }
+        );
+        assert!(resolve(RangeSpec::FromTo(10, None), 10).is_err());
+        assert!(resolve(RangeSpec::Suffix(0), 10).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! `DELETE /v2/images/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use vela_domain::policy::Action;
+
+use super::modify;
+use crate::context::Ctx;
+use crate::wire::image_id;
+use crate::{ApiError, AppState};
+
+/// Soft-deletes the image record, then removes its data. Protected images are refused (403).
+pub async fn delete(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = image_id(&id)?;
+    let (img, ()) = modify(&state, &ctx, &id, Action::DeleteImage, |img| {
+        img.mark_deleted(vela_domain::now_micros())
+    })
+    .await?;
+    for loc in &img.locations {
+        if let Err(e) = state.store.delete(&loc.url).await {
+            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");
+        }
+    }
+    tracing::info!(image_id = %id, request_id = %ctx.request_id, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,56 @@
+//! `GET /v2/images`.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use vela_db::Scope;
+use vela_domain::list::ListQuery;
+use vela_domain::policy::Action;
+
+use crate::context::Ctx;
+use crate::wire::{image_json, json_response};
+use crate::{ApiError, AppState};
+
+fn link(pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return "/v2/images".into();
+    }
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        ser.append_pair(k, v);
+    }
+    format!("/v2/images?{}", ser.finish())
+}
+
+/// Lists the images the caller may see, one page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    state.policy.enforce(Action::GetImages, &ctx, None)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let query = ListQuery::parse(&pairs, state.cfg.paging)?;
+    let scope = Scope {
+        project: ctx.project_id.clone(),
+        is_admin: ctx.is_admin(),
+    };
+    let images = state.db.list_images(&query, &scope).await?;
+
+    let without_marker: Vec<(String, String)> =
+        pairs.into_iter().filter(|(k, _)| k != "marker").collect();
+    let mut body = json!({
+        "images": images.iter().map(image_json).collect::<Vec<Value>>(),
+        "first": link(&without_marker),
+        "schema": "/v2/schemas/images",
+    });
+    if let Some(last) = images.last().filter(|_| images.len() as i64 == query.limit) {
+        let mut next = without_marker;
+        next.push(("marker".into(), last.id.to_string()));
+        body["next"] = Value::String(link(&next));
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}

@@ -1,0 +1,34 @@
+//! `GET /v2/images/{id}` and `GET /v2/images/{id}/tasks`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+use vela_domain::policy::Action;
+
+use super::load_for;
+use crate::context::Ctx;
+use crate::wire::{image_id, image_json, json_response};
+use crate::{ApiError, AppState};
+
+/// Shows one image.
+pub async fn show(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = image_id(&id)?;
+    let img = load_for(&state, &ctx, &id, Action::GetImage).await?;
+    Ok(json_response(StatusCode::OK, &image_json(&img)))
+}
+
+/// Tasks of an image. Vela has no import tasks yet, so the list is empty.
+pub async fn tasks(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = image_id(&id)?;
+    load_for(&state, &ctx, &id, Action::GetImage).await?;
+    Ok(json_response(StatusCode::OK, &json!({"tasks": []})))
+}

@@ -1,0 +1,157 @@
+//! Wire details shared by all routes: request ids, error bodies, JSON rendering of images,
+//! absolute URLs and JSON bodies.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use vela_domain::{format_timestamp, Image, ImageId};
+
+use crate::error::{render_into, ErrorInfo, RequestFacts};
+use crate::{ApiError, AppState};
+
+/// The `x-openstack-request-id` of the current request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-openstack-request-id";
+const MAX_REQUEST_ID: usize = 64;
+
+/// Assigns the request id and renders error bodies for the request's `Accept`.
+pub async fn layer(State(_state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let facts = RequestFacts {
+        method: req.method().clone(),
+        accept: header_str(req.headers(), header::ACCEPT.as_str()),
+        content_type: header_str(req.headers(), header::CONTENT_TYPE.as_str()),
+    };
+    let incoming = header_str(req.headers(), REQUEST_ID);
+    let (request_id, mut resp) = match incoming {
+        Some(id) if id.len() > MAX_REQUEST_ID => (
+            format!("req-{}", uuid::Uuid::new_v4()),
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "x-openstack-request-id should not be longer than {MAX_REQUEST_ID} characters"
+                ),
+            )
+            .into_response(),
+        ),
+        other => {
+            let id = match other {
+                Some(id) if id.starts_with("req-") => id,
+                Some(id) => format!("req-{id}"),
+                None => format!("req-{}", uuid::Uuid::new_v4()),
+            };
+            req.extensions_mut().insert(RequestId(id.clone()));
+            (id, next.run(req).await)
+        }
+    };
+    if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
+        render_into(&mut resp, &info.message, &facts);
+    } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // Glance lists the methods as "GET, POST"; HEAD is implied by GET here, not listed.
+        if let Some(allow) = header_str(resp.headers(), header::ALLOW.as_str()) {
+            let methods: Vec<&str> = allow
+                .split(',')
+                .map(str::trim)
+                .filter(|m| *m != "HEAD")
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+        render_into(&mut resp, "", &facts);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}
+
+/// Fallback for unknown `/v2/…` paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("The resource could not be found.")
+}
+
+/// A header as text.
+pub fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Base URL for absolute links: `public_endpoint`, else `http://<Host>`.
+pub fn base_url(state: &AppState, h: &HeaderMap) -> String {
+    if let Some(p) = &state.cfg.public_endpoint {
+        return p.trim_end_matches('/').to_owned();
+    }
+    let host = header_str(h, header::HOST.as_str()).unwrap_or_else(|| "localhost".into());
+    let proto = header_str(h, "x-forwarded-proto").unwrap_or_else(|| "http".into());
+    format!("{proto}://{host}")
+}
+
+/// Parses an image id from the path; a malformed id is simply not found.
+pub fn image_id(raw: &str) -> Result<ImageId, ApiError> {
+    ImageId::parse(raw).ok_or_else(|| ApiError::not_found(format!("No image found with ID {raw}")))
+}
+
+/// Parses a JSON request body.
+pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("Body expected in request."));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("Malformed JSON in request body."))?;
+    if !v.is_object() && !v.is_array() {
+        return Err(ApiError::bad_request("Malformed JSON in request body."));
+    }
+    Ok(v)
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// An image as the API shows it: every base field present (null when unset), custom
+/// properties at the top level, relative links.
+pub fn image_json(img: &Image) -> Value {
+    let id = img.id.as_str();
+    let mut m = Map::with_capacity(24 + img.properties.len());
+    for (k, v) in &img.properties {
+        m.insert(k.clone(), Value::String(v.clone()));
+    }
+    let base = json!({
+        "id": id,
+        "name": img.name,
+        "status": img.status.as_str(),
+        "visibility": img.visibility.as_str(),
+        "protected": img.protected,
+        "os_hidden": img.os_hidden,
+        "owner": img.owner,
+        "container_format": img.container_format,
+        "disk_format": img.disk_format,
+        "min_disk": img.min_disk,
+        "min_ram": img.min_ram,
+        "size": img.size,
+        "virtual_size": img.virtual_size,
+        "checksum": img.checksum,
+        "os_hash_algo": img.os_hash_algo,
+        "os_hash_value": img.os_hash_value,
+        "tags": img.tags.iter().collect::<Vec<_>>(),
+        "created_at": format_timestamp(img.created_at),
+        "updated_at": format_timestamp(img.updated_at),
+        "self": format!("/v2/images/{id}"),
+        "file": format!("/v2/images/{id}/file"),
+        "schema": "/v2/schemas/image",
+    });
+    if let Value::Object(b) = base {
+        m.extend(b);
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,571 @@
+//! Image queries.
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
+use vela_domain::image::ImageLocation;
+use vela_domain::list::{
+    CmpOp, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, VisibilityFilter,
+};
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, Visibility};
+
+use crate::sql::Sql;
+use crate::{Db, DbError};
+
+const COLUMNS: &str =
+    "id, name, status, visibility, protected, os_hidden, owner, container_format, \
+    disk_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo, os_hash_value, \
+    created_at, updated_at, deleted, deleted_at";
+
+/// Whose view of the images a list is computed for.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub project: Option<String>,
+    pub is_admin: bool,
+}
+
+fn corrupt(what: &str, v: &str) -> DbError {
+    DbError::Corrupt(format!("{what} '{v}'"))
+}
+
+fn image_from_row(row: &AnyRow) -> Result<Image, DbError> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let visibility: String = row.try_get("visibility")?;
+    Ok(Image {
+        id: ImageId::parse(&id).ok_or_else(|| corrupt("image id", &id))?,
+        name: row.try_get("name")?,
+        status: ImageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        visibility: Visibility::parse(&visibility)
+            .ok_or_else(|| corrupt("visibility", &visibility))?,
+        protected: row.try_get::<i64, _>("protected")? != 0,
+        os_hidden: row.try_get::<i64, _>("os_hidden")? != 0,
+        owner: row.try_get("owner")?,
+        container_format: row.try_get("container_format")?,
+        disk_format: row.try_get("disk_format")?,
+        min_disk: row.try_get("min_disk")?,
+        min_ram: row.try_get("min_ram")?,
+        size: row.try_get("size")?,
+        virtual_size: row.try_get("virtual_size")?,
+        checksum: row.try_get("checksum")?,
+        os_hash_algo: row.try_get("os_hash_algo")?,
+        os_hash_value: row.try_get("os_hash_value")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        deleted_at: row.try_get("deleted_at")?,
+        properties: Default::default(),
+        tags: Default::default(),
+        locations: Vec::new(),
+    })
+}
+
+impl Db {
+    fn sql(&self, text: &str) -> Sql {
+        Sql::new(self.dialect, text)
+    }
+
+    /// Fills properties, tags and locations of `images` (two or three queries in all).
+    async fn load_children(
+        &self,
+        conn: &mut AnyConnection,
+        images: &mut [Image],
+    ) -> Result<(), DbError> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        let index: HashMap<String, usize> = images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| (img.id.as_str().to_owned(), i))
+            .collect();
+        let ids: Vec<String> = index.keys().cloned().collect();
+        for (table, cols) in [
+            ("image_properties", "image_id, name, value"),
+            ("image_tags", "image_id, value"),
+            ("image_locations", "image_id, position, store, url"),
+        ] {
+            let mut q = self.sql(&format!("SELECT {cols} FROM {table} WHERE image_id IN "));
+            q.bind_list(ids.clone());
+            if table == "image_locations" {
+                q.push(" ORDER BY position");
+            }
+            let rows = sqlx::query_with(&q.text, q.args)
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in rows {
+                let image_id: String = row.try_get("image_id")?;
+                let Some(img) = index.get(&image_id).map(|i| &mut images[*i]) else {
+                    continue;
+                };
+                match table {
+                    "image_properties" => {
+                        img.properties
+                            .insert(row.try_get("name")?, row.try_get("value")?);
+                    }
+                    "image_tags" => {
+                        img.tags.insert(row.try_get("value")?);
+                    }
+                    _ => img.locations.push(ImageLocation {
+                        store: row.try_get("store")?,
+                        url: row.try_get("url")?,
+                    }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_one(
+        &self,
+        conn: &mut AnyConnection,
+        id: &ImageId,
+        include_deleted: bool,
+    ) -> Result<Image, DbError> {
+        let mut q = self.sql(&format!("SELECT {COLUMNS} FROM images WHERE id = "));
+        q.bind(id.as_str().to_owned());
+        if !include_deleted {
+            q.push(" AND deleted = 0");
+        }
+        let row = sqlx::query_with(&q.text, q.args)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(DbError::NotFound)?;
+        let mut img = [image_from_row(&row)?];
+        self.load_children(conn, &mut img).await?;
+        let [img] = img;
+        Ok(img)
+    }
+
+    /// The image with `id`, deleted ones only if `include_deleted`.
+    pub async fn get_image(&self, id: &ImageId, include_deleted: bool) -> Result<Image, DbError> {
+        let mut conn = self.read.acquire().await?;
+        self.fetch_one(&mut conn, id, include_deleted).await
+    }
+
+    /// Whether `project` is a (non-deleted) member of the image, in any member status.
+    pub async fn is_member(&self, id: &ImageId, project: &str) -> Result<bool, DbError> {
+        let mut q =
+            self.sql("SELECT 1 AS one FROM image_members WHERE deleted = 0 AND image_id = ");
+        q.bind(id.as_str().to_owned())
+            .push(" AND member = ")
+            .bind(project.to_owned());
+        Ok(sqlx::query_with(&q.text, q.args)
+            .fetch_optional(&self.read)
+            .await?
+            .is_some())
+    }
+
+    /// Inserts a new image. An existing id (even of a deleted image) is a conflict.
+    pub async fn create_image(&self, img: &Image) -> Result<(), DbError> {
+        let mut tx = self.write.begin().await?;
+        let mut q = self.sql(&format!("INSERT INTO images ({COLUMNS}) VALUES "));
+        push_row_values(&mut q, img);
+        sqlx::query_with(&q.text, q.args)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match DbError::from(e) {
+                DbError::Conflict(_) => {
+                    DbError::Conflict(format!("Image with identifier {} already exists!", img.id))
+                }
+                other => other,
+            })?;
+        let empty = Image::new(img.id.clone(), None, 0);
+        self.write_children(&mut tx, &empty, img).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the image inside a write transaction, lets `f` change it, and stores the result
+    /// if `f` succeeds. `f` sees deleted images only when `include_deleted` is set.
+    pub async fn update_image<T, F>(
+        &self,
+        id: &ImageId,
+        include_deleted: bool,
+        f: F,
+    ) -> Result<(Image, T), DbError>
+    where
+        F: FnOnce(&mut Image) -> Result<T, DomainError>,
+    {
+        let mut tx = self.write.begin().await?;
+        let before = self.fetch_one(&mut tx, id, include_deleted).await?;
+        let mut after = before.clone();
+        let out = f(&mut after)?;
+        if after != before {
+            if after.updated_at == before.updated_at {
+                after.updated_at = vela_domain::now_micros().max(before.updated_at);
+            }
+            let mut q = self.sql("");
+            q.push("UPDATE images SET name = ").bind(after.name.clone());
+            q.push(", status = ").bind(after.status.as_str().to_owned());
+            q.push(", visibility = ")
+                .bind(after.visibility.as_str().to_owned());
+            q.push(", protected = ").bind(after.protected as i64);
+            q.push(", os_hidden = ").bind(after.os_hidden as i64);
+            q.push(", owner = ").bind(after.owner.clone());
+            q.push(", container_format = ")
+                .bind(after.container_format.clone());
+            q.push(", disk_format = ").bind(after.disk_format.clone());
+            q.push(", min_disk = ").bind(after.min_disk);
+            q.push(", min_ram = ").bind(after.min_ram);
+            q.push(", size = ").bind(after.size);
+            q.push(", virtual_size = ").bind(after.virtual_size);
+            q.push(", checksum = ").bind(after.checksum.clone());
+            q.push(", os_hash_algo = ").bind(after.os_hash_algo.clone());
+            q.push(", os_hash_value = ")
+                .bind(after.os_hash_value.clone());
+            q.push(", updated_at = ").bind(after.updated_at);
+            q.push(", deleted = ").bind(after.deleted as i64);
+            q.push(", deleted_at = ").bind(after.deleted_at);
+            q.push(" WHERE id = ").bind(after.id.as_str().to_owned());
+            sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
+            self.write_children(&mut tx, &before, &after).await?;
+            tx.commit().await?;
+        }
+        Ok((after, out))
+    }
+
+    /// Writes the differences in properties, tags and locations between `before` and `after`.
+    async fn write_children(
+        &self,
+        conn: &mut AnyConnection,
+        before: &Image,
+        after: &Image,
+    ) -> Result<(), DbError> {
+        let id = after.id.as_str();
+        for (name, value) in &before.properties {
+            if after.properties.get(name) != Some(value) {
+                let mut q = self.sql("DELETE FROM image_properties WHERE image_id = ");
+                q.bind(id.to_owned())
+                    .push(" AND name = ")
+                    .bind(name.clone());
+                sqlx::query_with(&q.text, q.args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        for (name, value) in &after.properties {
+            if before.properties.get(name) != Some(value) {
+                let mut q =
+                    self.sql("INSERT INTO image_properties (image_id, name, value) VALUES (");
+                q.bind(id.to_owned())
+                    .push(", ")
+                    .bind(name.clone())
+                    .push(", ")
+                    .bind(value.clone())
+                    .push(")");
+                sqlx::query_with(&q.text, q.args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        for tag in before.tags.difference(&after.tags) {
+            let mut q = self.sql("DELETE FROM image_tags WHERE image_id = ");
+            q.bind(id.to_owned())
+                .push(" AND value = ")
+                .bind(tag.clone());
+            sqlx::query_with(&q.text, q.args)
+                .execute(&mut *conn)
+                .await?;
+        }
+        for tag in after.tags.difference(&before.tags) {
+            let mut q = self.sql("INSERT INTO image_tags (image_id, value) VALUES (");
+            q.bind(id.to_owned()).push(", ").bind(tag.clone()).push(")");
+            sqlx::query_with(&q.text, q.args)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if before.locations != after.locations {
+            let mut q = self.sql("DELETE FROM image_locations WHERE image_id = ");
+            q.bind(id.to_owned());
+            sqlx::query_with(&q.text, q.args)
+                .execute(&mut *conn)
+                .await?;
+            for (pos, loc) in after.locations.iter().enumerate() {
+                let mut q = self
+                    .sql("INSERT INTO image_locations (image_id, position, store, url) VALUES (");
+                q.bind(id.to_owned())
+                    .push(", ")
+                    .bind(pos as i64)
+                    .push(", ")
+                    .bind(loc.store.clone())
+                    .push(", ")
+                    .bind(loc.url.clone())
+                    .push(")");
+                sqlx::query_with(&q.text, q.args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of images left in `saving` (by a process that stopped mid-upload).
+    pub async fn images_in_status(&self, status: ImageStatus) -> Result<Vec<ImageId>, DbError> {
+        let mut q = self.sql("SELECT id FROM images WHERE deleted = 0 AND status = ");
+        q.bind(status.as_str().to_owned());
+        let rows = sqlx::query_with(&q.text, q.args)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                ImageId::parse(&id).ok_or_else(|| corrupt("image id", &id))
+            })
+            .collect()
+    }
+
+    /// One page of images visible in `scope` that match `q`.
+    pub async fn list_images(&self, q: &ListQuery, scope: &Scope) -> Result<Vec<Image>, DbError> {
+        let mut conn = self.read.acquire().await?;
+        let marker =
+            match &q.marker {
+                Some(id) => Some(self.fetch_one(&mut conn, id, false).await.map_err(
+                    |e| match e {
+                        DbError::NotFound => DbError::Domain(DomainError::BadRequest(format!(
+                            "Invalid marker. Image {id} could not be found."
+                        ))),
+                        other => other,
+                    },
+                )?),
+                None => None,
+            };
+        let mut s = self.sql(&format!(
+            "SELECT {COLUMNS} FROM images WHERE deleted = 0 AND status <> 'killed'"
+        ));
+        s.push(" AND os_hidden = ").bind(q.os_hidden as i64);
+        push_scope(&mut s, q, scope);
+        for f in &q.filters {
+            push_filter(&mut s, f);
+        }
+        if let Some(m) = &marker {
+            push_marker(&mut s, &q.sort, m);
+        }
+        s.push(" ORDER BY ");
+        for (i, (col, dir)) in q.sort.iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            s.push(&sort_expr(*col));
+            s.push(match dir {
+                SortDir::Asc => " ASC",
+                SortDir::Desc => " DESC",
+            });
+        }
+        s.push(" LIMIT ").bind(q.limit);
+        let rows = sqlx::query_with(&s.text, s.args)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut images = rows
+            .iter()
+            .map(image_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.load_children(&mut conn, &mut images).await?;
+        Ok(images)
+    }
+}
+
+fn push_row_values(q: &mut Sql, img: &Image) {
+    q.push("(");
+    q.bind(img.id.as_str().to_owned()).push(", ");
+    q.bind(img.name.clone()).push(", ");
+    q.bind(img.status.as_str().to_owned()).push(", ");
+    q.bind(img.visibility.as_str().to_owned()).push(", ");
+    q.bind(img.protected as i64).push(", ");
+    q.bind(img.os_hidden as i64).push(", ");
+    q.bind(img.owner.clone()).push(", ");
+    q.bind(img.container_format.clone()).push(", ");
+    q.bind(img.disk_format.clone()).push(", ");
+    q.bind(img.min_disk).push(", ");
+    q.bind(img.min_ram).push(", ");
+    q.bind(img.size).push(", ");
+    q.bind(img.virtual_size).push(", ");
+    q.bind(img.checksum.clone()).push(", ");
+    q.bind(img.os_hash_algo.clone()).push(", ");
+    q.bind(img.os_hash_value.clone()).push(", ");
+    q.bind(img.created_at).push(", ");
+    q.bind(img.updated_at).push(", ");
+    q.bind(img.deleted as i64).push(", ");
+    q.bind(img.deleted_at).push(")");
+}
+
+fn member_exists(s: &mut Sql, project: &str, status: Option<&'static str>) {
+    s.push("EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id AND m.deleted = 0 AND m.member = ");
+    s.bind(project.to_owned());
+    if let Some(st) = status {
+        s.push(" AND m.status = ").bind(st.to_owned());
+    }
+    s.push(")");
+}
+
+fn push_owner_is(s: &mut Sql, project: Option<&str>) {
+    match project {
+        Some(p) => {
+            s.push("images.owner = ").bind(p.to_owned());
+        }
+        None => {
+            s.push("1 = 0");
+        }
+    }
+}
+
+fn push_scope(s: &mut Sql, q: &ListQuery, scope: &Scope) {
+    let project = scope.project.as_deref();
+    let ms = q.member_status.as_status();
+    let vis = |s: &mut Sql, v: &str| {
+        s.push(" AND images.visibility = ").bind(v.to_owned());
+    };
+    if scope.is_admin {
+        match q.visibility {
+            None => {
+                s.push(" AND (images.visibility <> 'community' OR ");
+                push_owner_is(s, project);
+                s.push(")");
+            }
+            Some(VisibilityFilter::All) => {}
+            Some(VisibilityFilter::Public) => vis(s, "public"),
+            Some(VisibilityFilter::Private) => vis(s, "private"),
+            Some(VisibilityFilter::Shared) => vis(s, "shared"),
+            Some(VisibilityFilter::Community) => vis(s, "community"),
+        }
+        return;
+    }
+    let shared_member = |s: &mut Sql| {
+        s.push("(images.visibility = 'shared' AND ");
+        match project {
+            Some(p) => member_exists(s, p, ms),
+            None => {
+                s.push("1 = 0");
+            }
+        }
+        s.push(")");
+    };
+    match q.visibility {
+        None => {
+            s.push(" AND (");
+            push_owner_is(s, project);
+            s.push(" OR images.visibility = 'public' OR ");
+            shared_member(s);
+            s.push(")");
+        }
+        Some(VisibilityFilter::All) => {
+            s.push(" AND (");
+            push_owner_is(s, project);
+            s.push(" OR images.visibility IN ('public', 'community') OR ");
+            shared_member(s);
+            s.push(")");
+        }
+        Some(VisibilityFilter::Public) => vis(s, "public"),
+        Some(VisibilityFilter::Community) => vis(s, "community"),
+        Some(VisibilityFilter::Private) => {
+            vis(s, "private");
+            s.push(" AND ");
+            push_owner_is(s, project);
+        }
+        Some(VisibilityFilter::Shared) => {
+            s.push(" AND (images.visibility = 'shared' AND (");
+            push_owner_is(s, project);
+            s.push(" OR ");
+            shared_member(s);
+            s.push("))");
+        }
+    }
+}
+
+fn bind_value(s: &mut Sql, v: &FilterValue) {
+    match v {
+        FilterValue::Text(t) => s.bind(t.clone()),
+        FilterValue::Int(i) => s.bind(*i),
+        FilterValue::Bool(b) => s.bind(*b as i64),
+    };
+}
+
+fn push_filter(s: &mut Sql, f: &Filter) {
+    match f {
+        Filter::Cmp(col, op, v) => {
+            s.push(" AND images.")
+                .push(col.sql())
+                .push(" ")
+                .push(op.sql())
+                .push(" ");
+            bind_value(s, v);
+        }
+        Filter::In(col, values) => {
+            if values.is_empty() {
+                s.push(" AND 1 = 0");
+            } else {
+                s.push(" AND images.").push(col.sql()).push(" IN ");
+                s.bind_list(values.clone());
+            }
+        }
+        Filter::Property(name, value) => {
+            s.push(" AND EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = images.id AND p.name = ");
+            s.bind(name.clone())
+                .push(" AND p.value = ")
+                .bind(value.clone())
+                .push(")");
+        }
+        Filter::Tag(tag) => {
+            s.push(" AND EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.value = ");
+            s.bind(tag.clone()).push(")");
+        }
+    }
+}
+
+/// The expression a column sorts by; NULLs sort as empty text / zero on every database.
+fn sort_expr(col: Column) -> String {
+    match (col.nullable(), col.kind()) {
+        (false, _) => format!("images.{}", col.sql()),
+        (true, ColumnType::Text) => format!("COALESCE(images.{}, '')", col.sql()),
+        (true, _) => format!("COALESCE(images.{}, 0)", col.sql()),
+    }
+}
+
+fn marker_value(col: Column, m: &Image) -> FilterValue {
+    let text = |v: Option<&str>| FilterValue::Text(v.unwrap_or("").to_owned());
+    match col {
+        Column::Id => text(Some(m.id.as_str())),
+        Column::Name => text(m.name.as_deref()),
+        Column::Status => text(Some(m.status.as_str())),
+        Column::ContainerFormat => text(m.container_format.as_deref()),
+        Column::DiskFormat => text(m.disk_format.as_deref()),
+        Column::Owner => text(m.owner.as_deref()),
+        Column::Checksum => text(m.checksum.as_deref()),
+        Column::OsHashValue => text(m.os_hash_value.as_deref()),
+        Column::Size => FilterValue::Int(m.size.unwrap_or(0)),
+        Column::VirtualSize => FilterValue::Int(m.virtual_size.unwrap_or(0)),
+        Column::MinDisk => FilterValue::Int(m.min_disk),
+        Column::MinRam => FilterValue::Int(m.min_ram),
+        Column::CreatedAt => FilterValue::Int(m.created_at),
+        Column::UpdatedAt => FilterValue::Int(m.updated_at),
+        Column::Protected => FilterValue::Bool(m.protected),
+    }
+}
+
+/// Rows strictly after the marker in sort order:
+/// `(k1 > m1) OR (k1 = m1 AND k2 > m2) OR …` (with `<` for descending keys).
+fn push_marker(s: &mut Sql, sort: &[(Column, SortDir)], m: &Image) {
+    s.push(" AND (");
+    for i in 0..sort.len() {
+        if i > 0 {
+            s.push(" OR ");
+        }
+        s.push("(");
+        for (col, _) in &sort[..i] {
+            s.push(&sort_expr(*col)).push(" = ");
+            bind_value(s, &marker_value(*col, m));
+            s.push(" AND ");
+        }
+        let (col, dir) = sort[i];
+        let op = match dir {
+            SortDir::Asc => CmpOp::Gt,
+            SortDir::Desc => CmpOp::Lt,
+        };
+        s.push(&sort_expr(col)).push(" ").push(op.sql()).push(" ");
+        bind_value(s, &marker_value(col, m));
+        s.push(")");
+    }
+    s.push(")");
+}

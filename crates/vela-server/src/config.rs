@@ -1,0 +1,288 @@
+//! Configuration: built-in defaults, then a TOML file (`--config`), then `VELA_*` environment
+//! variables (`VELA_SECTION__KEY`, e.g. `VELA_IMAGES__IMAGE_SIZE_CAP`), then command-line flags.
+//! `vela.example.toml` at the repository root documents every key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use vela_domain::rules::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS};
+
+/// Top-level sections, also the only `VELA_*` variables read.
+const SECTIONS: &[&str] = &["data_dir", "server", "database", "store", "images", "auth"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite database and the image files live unless configured elsewhere.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub store: StoreConfig,
+    pub images: ImagesConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub bind: String,
+    /// Base URL clients should use in links (`Location`, version documents).
+    pub public_endpoint: Option<String>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Database URL; default `sqlite://<data_dir>/vela.sqlite`.
+    pub url: Option<String>,
+    /// Read connections in the pool.
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection before 503.
+    pub acquire_timeout_secs: u64,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Store id shown in `/v2/info/stores`.
+    pub id: String,
+    /// Directory of image files; default `<data_dir>/images`.
+    pub path: Option<PathBuf>,
+}
+
+/// `[images]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Largest image accepted, bytes.
+    pub image_size_cap: u64,
+    /// `os_hash_algo` for new data: md5, sha1, sha224, sha256, sha384, sha512.
+    pub hashing_algorithm: String,
+    /// Page size when `limit` is not given.
+    pub limit_param_default: i64,
+    /// Largest page size.
+    pub api_limit_max: i64,
+    pub disk_formats: Vec<String>,
+    pub container_formats: Vec<String>,
+    /// Custom properties per image (negative: unlimited).
+    pub image_property_quota: i64,
+    /// Tags per image (negative: unlimited).
+    pub image_tag_quota: i64,
+    /// Import methods advertised to clients.
+    pub enabled_import_methods: Vec<String>,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `noauth`: trust identity headers (X-Roles, X-Project-Id, X-User-Id) set by a front end.
+    pub mode: String,
+    /// Roles of requests without identity headers.
+    pub default_roles: Vec<String>,
+    pub default_project: Option<String>,
+    pub default_user: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("vela-data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            store: StoreConfig::default(),
+            images: ImagesConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:9292".into(),
+            public_endpoint: None,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 8,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            id: "file".into(),
+            path: None,
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            image_size_cap: 1 << 40,
+            hashing_algorithm: "sha512".into(),
+            limit_param_default: 25,
+            api_limit_max: 1000,
+            disk_formats: DEFAULT_DISK_FORMATS.iter().map(|s| s.to_string()).collect(),
+            container_formats: DEFAULT_CONTAINER_FORMATS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            image_property_quota: 128,
+            image_tag_quota: 128,
+            enabled_import_methods: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: "noauth".into(),
+            default_roles: vec!["admin".into()],
+            default_project: None,
+            default_user: None,
+        }
+    }
+}
+
+/// Values given on the command line (they win over everything else).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment ← flags.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("VELA_")
+                .split("__")
+                .filter(|k| SECTIONS.iter().any(|s| k.as_str().starts_with(s))),
+        );
+        if let Some(d) = overrides.data_dir {
+            fig = fig.merge(Serialized::default("data_dir", d));
+        }
+        if let Some(b) = overrides.bind {
+            fig = fig.merge(Serialized::default("server.bind", b));
+        }
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth.mode == "noauth",
+            "auth.mode must be 'noauth' (the only mode in this build)"
+        );
+        anyhow::ensure!(
+            self.images.limit_param_default >= 1,
+            "images.limit_param_default must be at least 1"
+        );
+        anyhow::ensure!(
+            self.images.api_limit_max >= 1,
+            "images.api_limit_max must be at least 1"
+        );
+        anyhow::ensure!(
+            vela_store::digest::HashAlgo::parse(&self.images.hashing_algorithm).is_some(),
+            "images.hashing_algorithm '{}' is not supported",
+            self.images.hashing_algorithm
+        );
+        Ok(())
+    }
+
+    /// The database URL (explicit, or SQLite in the data dir).
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vela.sqlite").display()))
+    }
+
+    /// The image directory (explicit, or `<data_dir>/images`).
+    pub fn store_dir(&self) -> PathBuf {
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vela.toml");
+        std::fs::write(
+            &file,
+            "[server]\nbind = \"0.0.0.0:1\"\n[images]\nimage_size_cap = 10\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(cfg.server.bind, "0.0.0.0:1");
+        assert_eq!(cfg.images.image_size_cap, 10);
+        let cfg = Config::load(
+            Some(&file),
+            Overrides {
+                bind: Some("127.0.0.1:0".into()),
+                data_dir: Some("/tmp/x".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.server.bind, "127.0.0.1:0");
+        assert_eq!(cfg.database_url(), "sqlite:///tmp/x/vela.sqlite");
+        assert_eq!(cfg.store_dir(), PathBuf::from("/tmp/x/images"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vela.toml");
+        std::fs::write(&file, "[server]\nbnd = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&file), Overrides::default()).is_err());
+        std::fs::write(&file, "[images]\nhashing_algorithm = \"crc\"\n").unwrap();
+        assert!(Config::load(Some(&file), Overrides::default()).is_err());
+        assert!(
+            Config::load(Some(&dir.path().join("missing.toml")), Overrides::default()).is_err()
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vela.example.toml");
+        Config::load(Some(&example), Overrides::default()).unwrap();
+    }
+}

@@ -1,0 +1,294 @@
+//! The filesystem store: one file per image under a data directory.
+//!
+//! Writes go to `<dir>/.partial/<image>.<random>`, are synced, then renamed into place and the
+//! directory is synced, so an image's file exists only once its bytes are durable. Partial files
+//! left by a crash are removed by [`FsStore::clean_partial`] at startup.
+
+use std::io::{self, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+
+use crate::digest::CHUNK;
+use crate::{ByteRange, ByteStream, Fetched, Store, StoreError, Stored};
+
+const PARTIAL: &str = ".partial";
+const SCHEME: &str = "file://";
+
+/// A store in a local directory.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    id: String,
+    dir: PathBuf,
+}
+
+impl FsStore {
+    /// Opens (and creates) the store directory.
+    pub fn open(id: impl Into<String>, dir: impl AsRef<Path>) -> io::Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir.join(PARTIAL))?;
+        let dir = dir.canonicalize()?;
+        Ok(FsStore { id: id.into(), dir })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes partial writes left behind by an interrupted process. Returns how many.
+    pub fn clean_partial(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(self.dir.join(PARTIAL))? {
+            std::fs::remove_file(entry?.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn path_of(&self, location: &str) -> Result<PathBuf, StoreError> {
+        let foreign = || StoreError::ForeignLocation(location.to_owned());
+        let path = Path::new(location.strip_prefix(SCHEME).ok_or_else(foreign)?);
+        // Only plain files directly inside our directory.
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name))
+                if parent == self.dir && !name.to_string_lossy().starts_with('.') =>
+            {
+                Ok(path.to_path_buf())
+            }
+            _ => Err(foreign()),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Receives chunks and writes them to `tmp`; on a clean end syncs and renames to `dest`.
+/// If `abort` is set when the channel closes, nothing is committed.
+fn write_file(
+    tmp: &Path,
+    dest: &Path,
+    mut rx: mpsc::Receiver<Bytes>,
+    abort: &AtomicBool,
+) -> io::Result<u64> {
+    let mut f = std::fs::File::create(tmp)?;
+    let mut size = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        f.write_all(&chunk)?;
+        size += chunk.len() as u64;
+    }
+    if abort.load(Ordering::SeqCst) {
+        drop(f);
+        std::fs::remove_file(tmp)?;
+        return Err(io::Error::other("upload aborted"));
+    }
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, dest)?;
+    if let Some(parent) = dest.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(size)
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
+        if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
+            return Err(StoreError::Io(io::Error::other("invalid object name")));
+        }
+        let dest = self.dir.join(image_id);
+        let tmp = self
+            .dir
+            .join(PARTIAL)
+            .join(format!("{image_id}.{}", uuid::Uuid::new_v4().simple()));
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        let (tmp2, dest2) = (tmp.clone(), dest.clone());
+        let abort = Arc::new(AtomicBool::new(false));
+        let abort2 = abort.clone();
+        let writer = tokio::task::spawn_blocking(move || write_file(&tmp2, &dest2, rx, &abort2));
+
+        let mut body_err = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_err = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = body_err {
+            // Stop the writer without letting it commit.
+            abort.store(true, Ordering::SeqCst);
+            drop(tx);
+            let _ = writer.await;
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(StoreError::Body(e));
+        }
+        drop(tx);
+        match writer.await {
+            Ok(Ok(size)) => Ok(Stored {
+                location: format!("{SCHEME}{}", dest.display()),
+                size,
+            }),
+            Ok(Err(e)) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(StoreError::io(e))
+            }
+            Err(join) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(StoreError::Io(io::Error::other(join.to_string())))
+            }
+        }
+    }
+
+    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+        let path = self.path_of(location)?;
+        let mut f = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(location.to_owned()))
+            }
+            Err(e) => return Err(StoreError::io(e)),
+        };
+        let total_size = f.metadata().await.map_err(StoreError::io)?.len();
+        let body = match range {
+            None => ReaderStream::with_capacity(f, CHUNK).boxed(),
+            Some(r) => {
+                f.seek(SeekFrom::Start(r.start))
+                    .await
+                    .map_err(StoreError::io)?;
+                ReaderStream::with_capacity(f.take(r.len()), CHUNK).boxed()
+            }
+        };
+        Ok(Fetched { total_size, body })
+    }
+
+    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+        let path = self.path_of(location)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(location.to_owned()))
+            }
+            Err(e) => Err(StoreError::io(e)),
+        }
+    }
+
+    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+        let path = self.path_of(location)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+
+    fn body(parts: Vec<Result<Bytes, io::Error>>) -> ByteStream {
+        futures::stream::iter(parts).boxed()
+    }
+
+    async fn read_all(s: &FsStore, loc: &str, r: Option<ByteRange>) -> Vec<u8> {
+        let f = s.get(loc, r).await.unwrap();
+        let chunks: Vec<Bytes> = f.body.try_collect().await.unwrap();
+        chunks.concat()
+    }
+
+    #[tokio::test]
+    async fn round_trip_range_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open("file", dir.path()).unwrap();
+        let stored = s
+            .put(
+                "img1",
+                body(vec![
+                    Ok(Bytes::from_static(b"hello ")),
+                    Ok(Bytes::from_static(b"world")),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.size, 11);
+        assert_eq!(read_all(&s, &stored.location, None).await, b"hello world");
+        assert_eq!(
+            read_all(&s, &stored.location, Some(ByteRange { start: 6, end: 10 })).await,
+            b"world"
+        );
+        assert_eq!(s.size(&stored.location).await.unwrap(), 11);
+        s.delete(&stored.location).await.unwrap();
+        s.delete(&stored.location).await.unwrap();
+        assert!(matches!(
+            s.get(&stored.location, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn failed_body_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open("file", dir.path()).unwrap();
+        let err = s
+            .put(
+                "img2",
+                body(vec![
+                    Ok(Bytes::from_static(b"abc")),
+                    Err(io::Error::other("cut")),
+                ]),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Body(_)));
+        assert!(!dir.path().join("img2").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(PARTIAL)).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_locations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open("file", dir.path()).unwrap();
+        assert!(matches!(
+            s.get("file:///etc/passwd", None).await,
+            Err(StoreError::ForeignLocation(_))
+        ));
+        assert!(matches!(
+            s.delete("s3://x/y").await,
+            Err(StoreError::ForeignLocation(_))
+        ));
+        let partial = format!("file://{}/.partial", s.dir().display());
+        assert!(matches!(
+            s.delete(&partial).await,
+            Err(StoreError::ForeignLocation(_))
+        ));
+    }
+}
