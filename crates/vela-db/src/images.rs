@@ -6,9 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row;
 use vela_domain::image::ImageLocation;
-use vela_domain::list::{
-    CmpOp, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, VisibilityFilter,
-};
+use vela_domain::list::{Column, Filter, FilterValue, ListQuery, SortDir, VisibilityFilter};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, Visibility};
 
 use crate::sql::Sql;
@@ -514,17 +512,14 @@ fn push_filter(s: &mut Sql, f: &Filter) {
     }
 }
 
-/// The expression a column sorts by; NULLs sort as empty text / zero on every database.
+/// The expression a column sorts by. Plain columns keep their indexes usable; NULL sorts as
+/// the smallest value (SQLite's order), and [`push_marker`] follows the same rule.
 fn sort_expr(col: Column) -> String {
-    match (col.nullable(), col.kind()) {
-        (false, _) => format!("images.{}", col.sql()),
-        (true, ColumnType::Text) => format!("COALESCE(images.{}, '')", col.sql()),
-        (true, _) => format!("COALESCE(images.{}, 0)", col.sql()),
-    }
+    format!("images.{}", col.sql())
 }
 
-fn marker_value(col: Column, m: &Image) -> FilterValue {
-    let text = |v: Option<&str>| FilterValue::Text(v.unwrap_or("").to_owned());
+fn marker_value(col: Column, m: &Image) -> Option<FilterValue> {
+    let text = |v: Option<&str>| v.map(|s| FilterValue::Text(s.to_owned()));
     match col {
         Column::Id => text(Some(m.id.as_str())),
         Column::Name => text(m.name.as_deref()),
@@ -534,19 +529,72 @@ fn marker_value(col: Column, m: &Image) -> FilterValue {
         Column::Owner => text(m.owner.as_deref()),
         Column::Checksum => text(m.checksum.as_deref()),
         Column::OsHashValue => text(m.os_hash_value.as_deref()),
-        Column::Size => FilterValue::Int(m.size.unwrap_or(0)),
-        Column::VirtualSize => FilterValue::Int(m.virtual_size.unwrap_or(0)),
-        Column::MinDisk => FilterValue::Int(m.min_disk),
-        Column::MinRam => FilterValue::Int(m.min_ram),
-        Column::CreatedAt => FilterValue::Int(m.created_at),
-        Column::UpdatedAt => FilterValue::Int(m.updated_at),
-        Column::Protected => FilterValue::Bool(m.protected),
+        Column::Size => m.size.map(FilterValue::Int),
+        Column::VirtualSize => m.virtual_size.map(FilterValue::Int),
+        Column::MinDisk => Some(FilterValue::Int(m.min_disk)),
+        Column::MinRam => Some(FilterValue::Int(m.min_ram)),
+        Column::CreatedAt => Some(FilterValue::Int(m.created_at)),
+        Column::UpdatedAt => Some(FilterValue::Int(m.updated_at)),
+        Column::Protected => Some(FilterValue::Bool(m.protected)),
+    }
+}
+
+/// `col` equals the marker's value (NULL-aware).
+fn push_equal(s: &mut Sql, col: Column, v: &Option<FilterValue>) {
+    s.push(&sort_expr(col));
+    match v {
+        None => {
+            s.push(" IS NULL");
+        }
+        Some(v) => {
+            s.push(" = ");
+            bind_value(s, v);
+        }
+    }
+}
+
+/// `col` comes strictly after the marker's value in `dir` order, NULL being the smallest.
+fn push_after(s: &mut Sql, col: Column, dir: SortDir, v: &Option<FilterValue>) {
+    let e = sort_expr(col);
+    match (dir, v) {
+        (SortDir::Asc, None) => {
+            s.push(&e).push(" IS NOT NULL");
+        }
+        (SortDir::Desc, None) => {
+            s.push("1 = 0");
+        }
+        (SortDir::Asc, Some(v)) => {
+            s.push(&e).push(" > ");
+            bind_value(s, v);
+        }
+        (SortDir::Desc, Some(v)) => {
+            s.push("(").push(&e).push(" < ");
+            bind_value(s, v);
+            if col.nullable() {
+                s.push(" OR ").push(&e).push(" IS NULL");
+            }
+            s.push(")");
+        }
     }
 }
 
 /// Rows strictly after the marker in sort order:
-/// `(k1 > m1) OR (k1 = m1 AND k2 > m2) OR …` (with `<` for descending keys).
+/// `(k1 after m1) OR (k1 = m1 AND k2 after m2) OR …`.
 fn push_marker(s: &mut Sql, sort: &[(Column, SortDir)], m: &Image) {
+    // A redundant bound on the first key lets the database range-scan its index.
+    if let Some((col, dir)) = sort.first() {
+        match (dir, marker_value(*col, m)) {
+            (SortDir::Asc, Some(v)) => {
+                s.push(" AND ").push(&sort_expr(*col)).push(" >= ");
+                bind_value(s, &v);
+            }
+            (SortDir::Desc, Some(v)) if !col.nullable() => {
+                s.push(" AND ").push(&sort_expr(*col)).push(" <= ");
+                bind_value(s, &v);
+            }
+            _ => {}
+        }
+    }
     s.push(" AND (");
     for i in 0..sort.len() {
         if i > 0 {
@@ -554,17 +602,11 @@ fn push_marker(s: &mut Sql, sort: &[(Column, SortDir)], m: &Image) {
         }
         s.push("(");
         for (col, _) in &sort[..i] {
-            s.push(&sort_expr(*col)).push(" = ");
-            bind_value(s, &marker_value(*col, m));
+            push_equal(s, *col, &marker_value(*col, m));
             s.push(" AND ");
         }
         let (col, dir) = sort[i];
-        let op = match dir {
-            SortDir::Asc => CmpOp::Gt,
-            SortDir::Desc => CmpOp::Lt,
-        };
-        s.push(&sort_expr(col)).push(" ").push(op.sql()).push(" ");
-        bind_value(s, &marker_value(col, m));
+        push_after(s, col, dir, &marker_value(col, m));
         s.push(")");
     }
     s.push(")");

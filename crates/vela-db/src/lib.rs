@@ -135,7 +135,22 @@ impl Db {
 
     /// Brings the schema up to date; refuses a schema newer than this build.
     pub async fn migrate(&self) -> Result<i64, DbError> {
-        migrate::run(&self.write, self.dialect).await
+        let version = migrate::run(&self.write, self.dialect).await?;
+        self.optimize().await?;
+        Ok(version)
+    }
+
+    /// Refreshes the query planner's statistics where they are stale (cheap; bounded work).
+    pub async fn optimize(&self) -> Result<(), DbError> {
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA analysis_limit=1000")
+                .execute(&self.write)
+                .await?;
+            sqlx::query("PRAGMA optimize=0x10002")
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Closes both pools.

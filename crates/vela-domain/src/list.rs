@@ -269,9 +269,11 @@ pub fn split_list(value: &str) -> Result<Vec<String>, DomainError> {
             match rest.strip_prefix(',') {
                 Some(r) => rest = r,
                 None if rest.is_empty() => {}
-                None => return Err(bad(format!(
+                None => {
+                    return Err(bad(format!(
                     "Invalid filter value {value}. There is no comma after closing quotation mark."
-                ))),
+                )))
+                }
             }
         } else {
             let end = rest.find(',').unwrap_or(rest.len());

@@ -379,3 +379,26 @@ mod tests {
         assert!(matches!(h.finish().await, Err(BodyError::Client(_))));
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore = "measurement, run with --ignored --nocapture"]
+    fn hash_speed() {
+        let buf = vec![7u8; 1 << 20];
+        for algo in [HashAlgo::Md5, HashAlgo::Sha512, HashAlgo::Sha256] {
+            let mut h = algo.hasher();
+            let t = std::time::Instant::now();
+            for _ in 0..512 {
+                h.update(&buf);
+            }
+            let _ = h.finalize();
+            println!(
+                "{algo:?}: {:.0} MB/s",
+                512.0 * 1.048576 / t.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

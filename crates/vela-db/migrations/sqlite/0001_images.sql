@@ -22,12 +22,10 @@ CREATE TABLE images (
     deleted SMALLINT NOT NULL DEFAULT 0,
     deleted_at BIGINT
 );
-CREATE INDEX ix_images_created ON images (deleted, created_at, id);
+CREATE INDEX ix_images_created ON images (created_at, id);
 CREATE INDEX ix_images_updated ON images (updated_at);
 CREATE INDEX ix_images_name ON images (name);
 CREATE INDEX ix_images_owner ON images (owner);
-CREATE INDEX ix_images_status ON images (status);
-CREATE INDEX ix_images_visibility ON images (visibility);
 CREATE INDEX ix_images_checksum ON images (checksum);
 CREATE INDEX ix_images_size ON images (size);
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Data-path benchmark (not a test): uploads and downloads one generated image through a release
+# build of Vela and reports throughput and the server's peak RSS (VmHWM).
+#
+#   bash bench/data_path.sh            # 4 GiB
+#   SIZE_MIB=1024 bash bench/data_path.sh
+#
+# The image is generated on the fly (repeating pseudo-random 1 MiB block) and sent chunked with
+# curl, so the client holds nothing in memory either. Data goes to a temporary data dir on the
+# same disk as $BENCH_DIR (default: a new dir under /var/tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${SIZE_MIB:-4096}
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/vela-bench.XXXXXX)}
+cargo build --release --bin vela >/dev/null 2>&1
+BIN=target/release/vela
+
+"$BIN" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
+for _ in $(seq 100); do grep -q listening "$BENCH_DIR/out" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^vela listening on //p' "$BENCH_DIR/out")
+
+rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$PID/status; }
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+echo "server peak RSS after start: $(rss)"
+
+ID=$(curl -sf -X POST "$URL/v2/images" -H 'Content-Type: application/json' \
+  -d '{"name":"bench","disk_format":"raw","container_format":"bare"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+gen() { python3 -c '
+import os, sys
+block = os.urandom(1 << 20)
+out = sys.stdout.buffer
+for _ in range(int(sys.argv[1])):
+    out.write(block)
+' "$SIZE_MIB"; }
+
+start=$(date +%s.%N)
+gen | curl -sf -X PUT -H 'Content-Type: application/octet-stream' -T - \
+  "$URL/v2/images/$ID/file"
+end=$(date +%s.%N)
+up=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
+echo "upload:   ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${up} MB/s; peak RSS so far: $(rss)"
+
+start=$(date +%s.%N)
+curl -sf -o /dev/null "$URL/v2/images/$ID/file"
+end=$(date +%s.%N)
+down=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
+echo "download: ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${down} MB/s; peak RSS: $(rss)"
+curl -sf "$URL/v2/images/$ID" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("image:", i["status"], i["size"], i["checksum"])'
