@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --release
 cargo build --release --bin vela
-bash e2e/interop.sh
+VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}" bash e2e/interop.sh

@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/images/{id}/file",
-            put(images::data::upload).get(images::data::download),
+            get(images::data::download).put(images::data::upload),
         )
         .route(
             "/images/{id}/tags/{tag}",

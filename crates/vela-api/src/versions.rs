@@ -6,9 +6,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// Version ids listed (newest first) and the current one.
+/// Same order as Glance lists them.
 const VERSIONS: &[&str] = &[
-    "v2.17", "v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0",
+    "v2.15", "v2.9", "v2.17", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0",
 ];
 const CURRENT: &str = "v2.17";
 
@@ -68,7 +68,9 @@ pub async fn negotiate(
         return respond(StatusCode::OK, req.headers(), public);
     }
     if first == "healthcheck" || first == "v2" {
-        return next.run(req).await;
+        let mut resp = next.run(req).await;
+        crate::wire::tidy_allow(&mut resp);
+        return resp;
     }
     if accepted_prefix(first) {
         let rest = &path[1 + first.len()..];
@@ -79,7 +81,9 @@ pub async fn negotiate(
         if let Ok(uri) = new.parse::<Uri>() {
             *req.uri_mut() = uri;
         }
-        return next.run(req).await;
+        let mut resp = next.run(req).await;
+        crate::wire::tidy_allow(&mut resp);
+        return resp;
     }
     respond(StatusCode::MULTIPLE_CHOICES, req.headers(), public)
 }

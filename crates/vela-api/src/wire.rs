@@ -70,6 +70,24 @@ pub async fn layer(State(_state): State<AppState>, mut req: Request, next: Next)
     resp
 }
 
+/// Glance lists allowed methods as `GET, POST`; HEAD is implied by GET here and not listed.
+/// (The router adds `Allow` outside [`layer`], so this runs on the outermost layer.)
+pub fn tidy_allow(resp: &mut Response) {
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return;
+    }
+    if let Some(allow) = header_str(resp.headers(), header::ALLOW.as_str()) {
+        let methods: Vec<&str> = allow
+            .split(',')
+            .map(str::trim)
+            .filter(|m| *m != "HEAD")
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+    }
+}
+
 /// Fallback for unknown `/v2/…` paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("The resource could not be found.")

@@ -410,6 +410,10 @@ fn push_owner_is(s: &mut Sql, project: Option<&str>) {
 }
 
 fn push_scope(s: &mut Sql, q: &ListQuery, scope: &Scope) {
+    if q.visibility == Some(VisibilityFilter::Nothing) {
+        s.push(" AND 1 = 0");
+        return;
+    }
     let project = scope.project.as_deref();
     let ms = q.member_status.as_status();
     let vis = |s: &mut Sql, v: &str| {
@@ -422,7 +426,7 @@ fn push_scope(s: &mut Sql, q: &ListQuery, scope: &Scope) {
                 push_owner_is(s, project);
                 s.push(")");
             }
-            Some(VisibilityFilter::All) => {}
+            Some(VisibilityFilter::All | VisibilityFilter::Nothing) => {}
             Some(VisibilityFilter::Public) => vis(s, "public"),
             Some(VisibilityFilter::Private) => vis(s, "private"),
             Some(VisibilityFilter::Shared) => vis(s, "shared"),
@@ -448,7 +452,7 @@ fn push_scope(s: &mut Sql, q: &ListQuery, scope: &Scope) {
             shared_member(s);
             s.push(")");
         }
-        Some(VisibilityFilter::All) => {
+        Some(VisibilityFilter::All | VisibilityFilter::Nothing) => {
             s.push(" AND (");
             push_owner_is(s, project);
             s.push(" OR images.visibility IN ('public', 'community') OR ");

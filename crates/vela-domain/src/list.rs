@@ -194,6 +194,8 @@ pub enum VisibilityFilter {
     Shared,
     Community,
     All,
+    /// Matches no image.
+    Nothing,
 }
 
 /// The `member_status` list parameter.
@@ -375,6 +377,8 @@ impl ListQuery {
                         "shared" => VisibilityFilter::Shared,
                         "community" => VisibilityFilter::Community,
                         "all" => VisibilityFilter::All,
+                        // Glance answers an empty value with an empty list.
+                        "" => VisibilityFilter::Nothing,
                         other => return Err(bad(format!("Invalid visibility value: {other}"))),
                     })
                 }

@@ -56,36 +56,39 @@ fn bad(msg: impl Into<String>) -> DomainError {
     DomainError::BadRequest(msg.into())
 }
 
-/// Parses a JSON pointer into unescaped, trimmed segments.
+/// Parses a JSON pointer into unescaped, trimmed segments, with Glance's leniency: leading
+/// slashes collapse (`//name` is `/name`) and `/` names the property "".
 pub fn parse_pointer(pointer: &str) -> Result<Vec<String>, DomainError> {
-    let invalid = || bad(format!("Pointer `{pointer}` is not valid JSON pointer"));
     let rest = pointer
         .strip_prefix('/')
         .ok_or_else(|| bad(format!("Pointer `{pointer}` does not start with \"/\".")))?;
-    if rest.is_empty() || rest.ends_with('/') {
-        return Err(invalid());
+    // A slash, optional whitespace, a slash (after the first character).
+    let adjacent = rest
+        .split('/')
+        .skip(1)
+        .zip(rest.split('/').skip(2))
+        .any(|(between, _)| between.trim().is_empty());
+    if adjacent {
+        return Err(bad(format!("Pointer `{pointer}` contains adjacent \"/\".")));
     }
-    let mut out = Vec::new();
-    for seg in rest.split('/') {
-        if seg.is_empty() {
-            return Err(bad(format!("Pointer `{pointer}` contains adjacent \"/\".")));
-        }
-        let mut unescaped = String::with_capacity(seg.len());
-        let mut chars = seg.chars();
-        while let Some(c) = chars.next() {
-            if c == '~' {
-                match chars.next() {
-                    Some('0') => unescaped.push('~'),
-                    Some('1') => unescaped.push('/'),
-                    _ => return Err(bad(format!("Pointer `{pointer}` contains \"~\" not part of a recognized escape sequence."))),
-                }
-            } else {
-                unescaped.push(c);
-            }
-        }
-        out.push(unescaped.trim().to_owned());
+    if pointer.len() > 1 && pointer.ends_with('/') {
+        return Err(bad(format!("Pointer `{pointer}` end with \"/\".")));
     }
-    Ok(out)
+    if rest.trim() == "/" {
+        return Err(bad(format!(
+            "Pointer `{pointer}` does not contains valid token."
+        )));
+    }
+    if pointer.contains('~') && !pointer.contains("~0") && !pointer.contains("~1") {
+        return Err(bad(format!(
+            "Pointer `{pointer}` contains \"~\" not part of a recognized escape sequence."
+        )));
+    }
+    Ok(pointer
+        .trim_start_matches('/')
+        .split('/')
+        .map(|seg| seg.replace("~1", "/").replace("~0", "~").trim().to_owned())
+        .collect())
 }
 
 /// Parses a patch document in the given dialect.
@@ -256,9 +259,12 @@ mod tests {
     #[test]
     fn pointers() {
         assert_eq!(parse_pointer("/a~1b~0c").unwrap(), vec!["a/b~c"]);
+        assert_eq!(parse_pointer("//name").unwrap(), vec!["name"]);
+        assert_eq!(parse_pointer("/ name ").unwrap(), vec!["name"]);
+        assert_eq!(parse_pointer("/").unwrap(), vec![""]);
         assert!(parse_pointer("a").is_err());
-        assert!(parse_pointer("/").is_err());
         assert!(parse_pointer("/a//b").is_err());
+        assert!(parse_pointer("/a/ /b").is_err());
         assert!(parse_pointer("/a/").is_err());
         assert!(parse_pointer("/a~2").is_err());
     }

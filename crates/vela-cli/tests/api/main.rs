@@ -1,0 +1,19 @@
+//! End-to-end API tests: start the real `vela` binary and talk HTTP to it.
+//!
+//! Set `VELA_TEST_URL=http://host:port` to run the suite against an already
+//! running server instead (e.g. the real Glance, to validate expectations);
+//! tests that need Vela-specific knobs (identity headers, config) then return
+//! early.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod data;
+mod errors;
+mod images;
+mod list;
+mod patch;
+mod schemas;
+mod tags_actions;
+mod versions;
