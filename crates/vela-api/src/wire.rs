@@ -6,7 +6,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 use vela_domain::{format_timestamp, Image, ImageId};
 
 use crate::error::{render_into, ErrorInfo, RequestFacts};
@@ -127,49 +129,47 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 /// A JSON response.
-pub fn json_response(status: StatusCode, v: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
 }
 
 /// An image as the API shows it: every base field present (null when unset), custom
-/// properties at the top level, relative links.
-pub fn image_json(img: &Image) -> Value {
-    let id = img.id.as_str();
-    let mut m = Map::with_capacity(24 + img.properties.len());
-    for (k, v) in &img.properties {
-        m.insert(k.clone(), Value::String(v.clone()));
+/// properties at the top level, relative links. Serialized directly, without building a map.
+pub struct ImageView<'a>(pub &'a Image);
+
+impl Serialize for ImageView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let img = self.0;
+        let id = img.id.as_str();
+        let mut m = ser.serialize_map(Some(22 + img.properties.len()))?;
+        for (k, v) in &img.properties {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("checksum", &img.checksum)?;
+        m.serialize_entry("container_format", &img.container_format)?;
+        m.serialize_entry("created_at", &format_timestamp(img.created_at))?;
+        m.serialize_entry("disk_format", &img.disk_format)?;
+        m.serialize_entry("file", &format!("/v2/images/{id}/file"))?;
+        m.serialize_entry("id", id)?;
+        m.serialize_entry("min_disk", &img.min_disk)?;
+        m.serialize_entry("min_ram", &img.min_ram)?;
+        m.serialize_entry("name", &img.name)?;
+        m.serialize_entry("os_hash_algo", &img.os_hash_algo)?;
+        m.serialize_entry("os_hash_value", &img.os_hash_value)?;
+        m.serialize_entry("os_hidden", &img.os_hidden)?;
+        m.serialize_entry("owner", &img.owner)?;
+        m.serialize_entry("protected", &img.protected)?;
+        m.serialize_entry("schema", "/v2/schemas/image")?;
+        m.serialize_entry("self", &format!("/v2/images/{id}"))?;
+        m.serialize_entry("size", &img.size)?;
+        m.serialize_entry("status", img.status.as_str())?;
+        m.serialize_entry("tags", &img.tags)?;
+        m.serialize_entry("updated_at", &format_timestamp(img.updated_at))?;
+        m.serialize_entry("virtual_size", &img.virtual_size)?;
+        m.serialize_entry("visibility", img.visibility.as_str())?;
+        m.end()
     }
-    let base = json!({
-        "id": id,
-        "name": img.name,
-        "status": img.status.as_str(),
-        "visibility": img.visibility.as_str(),
-        "protected": img.protected,
-        "os_hidden": img.os_hidden,
-        "owner": img.owner,
-        "container_format": img.container_format,
-        "disk_format": img.disk_format,
-        "min_disk": img.min_disk,
-        "min_ram": img.min_ram,
-        "size": img.size,
-        "virtual_size": img.virtual_size,
-        "checksum": img.checksum,
-        "os_hash_algo": img.os_hash_algo,
-        "os_hash_value": img.os_hash_value,
-        "tags": img.tags.iter().collect::<Vec<_>>(),
-        "created_at": format_timestamp(img.created_at),
-        "updated_at": format_timestamp(img.updated_at),
-        "self": format!("/v2/images/{id}"),
-        "file": format!("/v2/images/{id}/file"),
-        "schema": "/v2/schemas/image",
-    });
-    if let Value::Object(b) = base {
-        m.extend(b);
-    }
-    Value::Object(m)
 }

@@ -19,7 +19,7 @@ use crate::ByteStream;
 /// Size of the buffers handed to the store and the hashers.
 pub const CHUNK: usize = 1 << 20;
 /// Buffers in flight per hasher.
-const HASH_QUEUE: usize = 4;
+const HASH_QUEUE: usize = 8;
 
 /// A multihash algorithm (`os_hash_algo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,6 +73,49 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Receives chunks and writes them to `tmp`; on a clean end syncs and renames to `dest`.
+/// Bytes written between two background flushes.
+const WRITEBACK_WINDOW: u64 = 32 << 20;
+
+/// A thread that flushes the file while it is still being written, so the disk works during
+/// the upload and the final `fsync` has little left to do. Requests that arrive while a flush
+/// runs are merged.
+struct Flusher {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(f: &std::fs::File) -> io::Result<Self> {
+        let file = f.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("vela-flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Only a head start: errors surface at the final fsync.
+                    let _ = file.sync_data();
+                }
+            })?;
+        Ok(Flusher {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn request(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+
+    fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// If `abort` is set when the channel closes, nothing is committed.
 fn write_file(
     tmp: &Path,
@@ -82,16 +125,28 @@ fn write_file(
 ) -> io::Result<u64> {
     let mut f = std::fs::File::create(tmp)?;
     let mut size = 0u64;
+    let mut flushed = 0u64;
+    let flusher = Flusher::start(&f)?;
     while let Some(chunk) = rx.blocking_recv() {
-        f.write_all(&chunk)?;
+        if let Err(e) = f.write_all(&chunk) {
+            flusher.finish();
+            return Err(e);
+        }
         size += chunk.len() as u64;
+        if size - flushed >= WRITEBACK_WINDOW {
+            flusher.request();
+            flushed = size;
+        }
     }
+    flusher.finish();
     if abort.load(Ordering::SeqCst) {
         drop(f);
         std::fs::remove_file(tmp)?;
         return Err(io::Error::other("upload aborted"));
     }
+    let synced = std::time::Instant::now();
     f.sync_all()?;
+    tracing::debug!(size, sync_ms = synced.elapsed().as_millis() as u64, "image file synced");
     drop(f);
     std::fs::rename(tmp, dest)?;
     if let Some(parent) = dest.parent() {
@@ -119,7 +174,7 @@ impl Store for FsStore {
             .dir
             .join(PARTIAL)
             .join(format!("{image_id}.{}", uuid::Uuid::new_v4().simple()));
-        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        let (tx, rx) = mpsc::channel::<Bytes>(8);
         let (tmp2, dest2) = (tmp.clone(), dest.clone());
         let abort = Arc::new(AtomicBool::new(false));
         let abort2 = abort.clone();

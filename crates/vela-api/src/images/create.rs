@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use crate::context::Ctx;
-use crate::wire::{base_url, image_json, json_body, json_response};
+use crate::wire::{base_url, json_body, json_response, ImageView};
 use crate::{ApiError, AppState};
 
 /// Creates a `queued` image: 201 with the image, `Location` and the import methods header.
@@ -26,7 +26,7 @@ pub async fn create(
     )?;
     state.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, request_id = %ctx.request_id, "image created");
-    let mut resp = json_response(StatusCode::CREATED, &image_json(&img));
+    let mut resp = json_response(StatusCode::CREATED, &ImageView(&img));
     let location = format!("{}/v2/images/{}", base_url(&state, &headers), img.id);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);

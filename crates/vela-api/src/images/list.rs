@@ -3,14 +3,24 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde::Serialize;
 use vela_db::Scope;
 use vela_domain::list::ListQuery;
 use vela_domain::policy::Action;
 
 use crate::context::Ctx;
-use crate::wire::{image_json, json_response};
+use crate::wire::{json_response, ImageView};
 use crate::{ApiError, AppState};
+
+/// One page of a list response.
+#[derive(Serialize)]
+struct Page<'a> {
+    images: Vec<ImageView<'a>>,
+    first: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+    schema: &'static str,
+}
 
 fn link(pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
@@ -42,15 +52,19 @@ pub async fn list(
 
     let without_marker: Vec<(String, String)> =
         pairs.into_iter().filter(|(k, _)| k != "marker").collect();
-    let mut body = json!({
-        "images": images.iter().map(image_json).collect::<Vec<Value>>(),
-        "first": link(&without_marker),
-        "schema": "/v2/schemas/images",
-    });
-    if let Some(last) = images.last().filter(|_| images.len() as i64 == query.limit) {
-        let mut next = without_marker;
-        next.push(("marker".into(), last.id.to_string()));
-        body["next"] = Value::String(link(&next));
-    }
-    Ok(json_response(StatusCode::OK, &body))
+    let next = images
+        .last()
+        .filter(|_| images.len() as i64 == query.limit)
+        .map(|last| {
+            let mut next = without_marker.clone();
+            next.push(("marker".into(), last.id.to_string()));
+            link(&next)
+        });
+    let page = Page {
+        images: images.iter().map(ImageView).collect(),
+        first: link(&without_marker),
+        next,
+        schema: "/v2/schemas/images",
+    };
+    Ok(json_response(StatusCode::OK, &page))
 }

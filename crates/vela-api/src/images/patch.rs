@@ -9,7 +9,7 @@ use vela_domain::policy::Action;
 
 use super::modify;
 use crate::context::Ctx;
-use crate::wire::{header_str, image_id, image_json, json_body, json_response};
+use crate::wire::{header_str, image_id, ImageView, json_body, json_response};
 use crate::{ApiError, AppState};
 
 /// Applies a patch atomically and returns the updated image.
@@ -39,5 +39,5 @@ pub async fn patch(
         patch::apply(img, &ops, dialect, &ctx, &rules, &policy)
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &image_json(&img)))
+    Ok(json_response(StatusCode::OK, &ImageView(&img)))
 }

@@ -8,7 +8,7 @@ use vela_domain::policy::Action;
 
 use super::load_for;
 use crate::context::Ctx;
-use crate::wire::{image_id, image_json, json_response};
+use crate::wire::{image_id, ImageView, json_response};
 use crate::{ApiError, AppState};
 
 /// Shows one image.
@@ -19,7 +19,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let id = image_id(&id)?;
     let img = load_for(&state, &ctx, &id, Action::GetImage).await?;
-    Ok(json_response(StatusCode::OK, &image_json(&img)))
+    Ok(json_response(StatusCode::OK, &ImageView(&img)))
 }
 
 /// Tasks of an image. Vela has no import tasks yet, so the list is empty.
