@@ -28,6 +28,17 @@ fn corrupt(what: &str, v: &str) -> DbError {
     DbError::Corrupt(format!("{what} '{v}'"))
 }
 
+/// A TEXT column. MySQL reports TEXT with a binary collation as a blob, so accept bytes too.
+fn text(row: &AnyRow, col: &str) -> Result<String, DbError> {
+    match row.try_get::<String, _>(col) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(col)?;
+            String::from_utf8(bytes).map_err(|_| corrupt("non-UTF-8 text in", col))
+        }
+    }
+}
+
 fn image_from_row(row: &AnyRow) -> Result<Image, DbError> {
     let id: String = row.try_get("id")?;
     let status: String = row.try_get("status")?;
@@ -101,14 +112,14 @@ impl Db {
                 match table {
                     "image_properties" => {
                         img.properties
-                            .insert(row.try_get("name")?, row.try_get("value")?);
+                            .insert(text(&row, "name")?, text(&row, "value")?);
                     }
                     "image_tags" => {
-                        img.tags.insert(row.try_get("value")?);
+                        img.tags.insert(text(&row, "value")?);
                     }
                     _ => img.locations.push(ImageLocation {
-                        store: row.try_get("store")?,
-                        url: row.try_get("url")?,
+                        store: text(&row, "store")?,
+                        url: text(&row, "url")?,
                     }),
                 }
             }
@@ -121,11 +132,16 @@ impl Db {
         conn: &mut AnyConnection,
         id: &ImageId,
         include_deleted: bool,
+        for_update: bool,
     ) -> Result<Image, DbError> {
         let mut q = self.sql(&format!("SELECT {COLUMNS} FROM images WHERE id = "));
         q.bind(id.as_str().to_owned());
         if !include_deleted {
             q.push(" AND deleted = 0");
+        }
+        // SQLite serialises writers on its single writer connection; servers lock the row.
+        if for_update && self.dialect != crate::Dialect::Sqlite {
+            q.push(" FOR UPDATE");
         }
         let row = sqlx::query_with(&q.text, q.args)
             .fetch_optional(&mut *conn)
@@ -140,7 +156,7 @@ impl Db {
     /// The image with `id`, deleted ones only if `include_deleted`.
     pub async fn get_image(&self, id: &ImageId, include_deleted: bool) -> Result<Image, DbError> {
         let mut conn = self.read.acquire().await?;
-        self.fetch_one(&mut conn, id, include_deleted).await
+        self.fetch_one(&mut conn, id, include_deleted, false).await
     }
 
     /// Whether `project` is a (non-deleted) member of the image, in any member status.
@@ -188,7 +204,7 @@ impl Db {
         F: FnOnce(&mut Image) -> Result<T, DomainError>,
     {
         let mut tx = self.write.begin().await?;
-        let before = self.fetch_one(&mut tx, id, include_deleted).await?;
+        let before = self.fetch_one(&mut tx, id, include_deleted, true).await?;
         let mut after = before.clone();
         let out = f(&mut after)?;
         if after != before {
@@ -318,18 +334,17 @@ impl Db {
     /// One page of images visible in `scope` that match `q`.
     pub async fn list_images(&self, q: &ListQuery, scope: &Scope) -> Result<Vec<Image>, DbError> {
         let mut conn = self.read.acquire().await?;
-        let marker =
-            match &q.marker {
-                Some(id) => Some(self.fetch_one(&mut conn, id, false).await.map_err(
-                    |e| match e {
-                        DbError::NotFound => DbError::Domain(DomainError::BadRequest(format!(
-                            "Invalid marker. Image {id} could not be found."
-                        ))),
-                        other => other,
-                    },
-                )?),
-                None => None,
-            };
+        let marker = match &q.marker {
+            Some(id) => Some(self.fetch_one(&mut conn, id, false, false).await.map_err(
+                |e| match e {
+                    DbError::NotFound => DbError::Domain(DomainError::BadRequest(format!(
+                        "Invalid marker. Image {id} could not be found."
+                    ))),
+                    other => other,
+                },
+            )?),
+            None => None,
+        };
         let mut s = self.sql(&format!(
             "SELECT {COLUMNS} FROM images WHERE deleted = 0 AND status <> 'killed'"
         ));
@@ -351,6 +366,13 @@ impl Db {
                 SortDir::Asc => " ASC",
                 SortDir::Desc => " DESC",
             });
+            // NULL sorts as the smallest value everywhere (PostgreSQL's default is the opposite).
+            if self.dialect == crate::Dialect::Postgres && col.nullable() {
+                s.push(match dir {
+                    SortDir::Asc => " NULLS FIRST",
+                    SortDir::Desc => " NULLS LAST",
+                });
+            }
         }
         s.push(" LIMIT ").bind(q.limit);
         let rows = sqlx::query_with(&s.text, s.args)

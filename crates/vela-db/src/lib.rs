@@ -66,14 +66,18 @@ impl From<sqlx::Error> for DbError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    Postgres,
+    /// MySQL and MariaDB.
+    Mysql,
 }
 
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// `sqlite:///abs/path.sqlite` (or `sqlite://relative/path.sqlite`).
+    /// `sqlite:///abs/path.sqlite` (or `sqlite://relative/path.sqlite`),
+    /// `postgres://user:pass@host/db`, `mysql://…` or `mariadb://…`.
     pub url: String,
-    /// Read connections.
+    /// Connections per pool (SQLite: readers; its writer pool has one).
     pub max_connections: u32,
     /// How long a request waits for a connection.
     pub acquire_timeout: Duration,
@@ -95,9 +99,15 @@ impl Db {
             let path = rest.trim_start_matches("//");
             let sep = if path.contains('?') { '&' } else { '?' };
             (Dialect::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+        } else if opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://") {
+            (Dialect::Postgres, opts.url.clone())
+        } else if let Some(rest) = opts.url.strip_prefix("mariadb://") {
+            (Dialect::Mysql, format!("mysql://{rest}"))
+        } else if opts.url.starts_with("mysql://") {
+            (Dialect::Mysql, opts.url.clone())
         } else {
             return Err(DbError::Corrupt(format!(
-                "unsupported database URL '{}': only sqlite:// is available in this build",
+                "unsupported database URL '{}': use sqlite://, postgres:// or mysql:// (mariadb://)",
                 opts.url
             )));
         };
@@ -119,8 +129,13 @@ impl Db {
                     })
                 })
         };
-        let write = pool(1).connect(&url).await?;
-        let read = pool(opts.max_connections.max(1)).connect(&url).await?;
+        let max = opts.max_connections.max(1);
+        // SQLite allows one writer at a time: a single writer connection queues writes in
+        // the pool instead of failing them with SQLITE_BUSY. Servers take row locks instead.
+        let write = pool(if dialect == Dialect::Sqlite { 1 } else { max })
+            .connect(&url)
+            .await?;
+        let read = pool(max).connect(&url).await?;
         Ok(Db {
             dialect,
             read,

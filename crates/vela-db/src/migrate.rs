@@ -3,10 +3,13 @@
 use sqlx::AnyPool;
 use sqlx::Row;
 
+use crate::sql::Sql;
 use crate::{DbError, Dialect};
 
-/// (version, SQL) for SQLite.
+/// (version, SQL) per dialect; the trees keep the same versions and names.
 const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_images.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_images.sql"))];
+const MYSQL: &[(i64, &str)] = &[(1, include_str!("../migrations/mysql/0001_images.sql"))];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -14,6 +17,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {
         Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+        Dialect::Mysql => MYSQL,
     }
 }
 
@@ -44,11 +49,15 @@ pub async fn run(pool: &AnyPool, dialect: Dialect) -> Result<i64, DbError> {
         for stmt in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(stmt).execute(&mut *tx).await?;
         }
-        sqlx::query("INSERT INTO vela_schema (version, applied_at) VALUES (?, ?)")
-            .bind(*version)
+        let mut q = Sql::new(
+            dialect,
+            "INSERT INTO vela_schema (version, applied_at) VALUES (",
+        );
+        q.bind(*version)
+            .push(", ")
             .bind(vela_domain::now_micros())
-            .execute(&mut *tx)
-            .await?;
+            .push(")");
+        sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
         tx.commit().await?;
         tracing::info!(version, "applied database migration");
     }

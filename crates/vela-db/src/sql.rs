@@ -14,6 +14,7 @@ pub struct Sql {
 }
 
 impl Sql {
+    /// Starts a statement in `dialect` with `text`.
     pub fn new(dialect: Dialect, text: &str) -> Self {
         Sql {
             text: text.to_owned(),
@@ -36,7 +37,11 @@ impl Sql {
     {
         self.n += 1;
         match self.dialect {
-            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Sqlite | Dialect::Mysql => self.text.push('?'),
+            Dialect::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.n.to_string());
+            }
         }
         // Encoding into Any's argument buffer cannot fail for the scalar types used here.
         let _ = self.args.add(v);

@@ -184,11 +184,10 @@ impl Config {
             );
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(
-            Env::prefixed("VELA_")
-                .split("__")
-                .filter(|k| SECTIONS.iter().any(|s| k.as_str().starts_with(s))),
-        );
+        fig = fig.merge(Env::prefixed("VELA_").split("__").filter(|k| {
+            let first = k.as_str().split('.').next().unwrap_or("");
+            SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
+        }));
         if let Some(d) = overrides.data_dir {
             fig = fig.merge(Serialized::default("data_dir", d));
         }
@@ -265,6 +264,18 @@ mod tests {
         assert_eq!(cfg.server.bind, "127.0.0.1:0");
         assert_eq!(cfg.database_url(), "sqlite:///tmp/x/vela.sqlite");
         assert_eq!(cfg.store_dir(), PathBuf::from("/tmp/x/images"));
+
+        // Environment beats the file; unrelated VELA_* variables are ignored.
+        std::env::set_var("VELA_DATABASE__URL", "postgres://db/vela");
+        std::env::set_var("VELA_IMAGES__IMAGE_SIZE_CAP", "42");
+        std::env::set_var("VELA_TEST_SOMETHING_ELSE", "1");
+        let cfg = Config::load(Some(&file), Overrides::default());
+        std::env::remove_var("VELA_DATABASE__URL");
+        std::env::remove_var("VELA_IMAGES__IMAGE_SIZE_CAP");
+        std::env::remove_var("VELA_TEST_SOMETHING_ELSE");
+        let cfg = cfg.unwrap();
+        assert_eq!(cfg.database_url(), "postgres://db/vela");
+        assert_eq!(cfg.images.image_size_cap, 42);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use vela_api::{ApiConfig, AppState, NoAuth};
-use vela_db::{Db, DbOptions};
+use vela_db::{Db, DbOptions, Dialect};
 use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_store::digest::HashAlgo;

@@ -146,7 +146,11 @@ fn write_file(
     }
     let synced = std::time::Instant::now();
     f.sync_all()?;
-    tracing::debug!(size, sync_ms = synced.elapsed().as_millis() as u64, "image file synced");
+    tracing::debug!(
+        size,
+        sync_ms = synced.elapsed().as_millis() as u64,
+        "image file synced"
+    );
     drop(f);
     std::fs::rename(tmp, dest)?;
     if let Some(parent) = dest.parent() {

@@ -9,7 +9,7 @@ use vela_domain::policy::Action;
 
 use super::modify;
 use crate::context::Ctx;
-use crate::wire::{header_str, image_id, ImageView, json_body, json_response};
+use crate::wire::{header_str, image_id, json_body, json_response, ImageView};
 use crate::{ApiError, AppState};
 
 /// Applies a patch atomically and returns the updated image.

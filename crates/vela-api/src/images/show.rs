@@ -8,7 +8,7 @@ use vela_domain::policy::Action;
 
 use super::load_for;
 use crate::context::Ctx;
-use crate::wire::{image_id, ImageView, json_response};
+use crate::wire::{image_id, json_response, ImageView};
 use crate::{ApiError, AppState};
 
 /// Shows one image.

@@ -297,6 +297,7 @@ pub struct TestApp {
     external: bool,
     child: Option<Child>,
     data_dir: Option<tempfile::TempDir>,
+    database: Option<TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -305,6 +306,72 @@ impl Drop for TestApp {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(db) = self.database.take() {
+            db.drop_database();
+        }
+    }
+}
+
+/// A throw-away database on the server named by `VELA_TEST_DB` (`postgres` or `mysql`),
+/// created with the database's own command-line client. Unset: each server uses its own
+/// SQLite file in its data directory.
+pub struct TestDatabase {
+    kind: String,
+    name: String,
+    pub url: String,
+}
+
+fn run_sql_client(kind: &str, sql: &str) -> Result<(), String> {
+    let out = match kind {
+        "postgres" => {
+            let base = std::env::var("VELA_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            Command::new("psql")
+                .arg(format!("{base}/postgres"))
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+                .output()
+        }
+        "mysql" => Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
+            .output(),
+        other => return Err(format!("VELA_TEST_DB={other}: use postgres or mysql")),
+    }
+    .map_err(|e| format!("running the {kind} client: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl TestDatabase {
+    fn create() -> Option<TestDatabase> {
+        let kind = std::env::var("VELA_TEST_DB")
+            .ok()
+            .filter(|k| k != "sqlite")?;
+        let name = format!("vela_t_{}", new_uuid().replace('-', "")[..16].to_owned());
+        run_sql_client(&kind, &format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
+        let url = match kind.as_str() {
+            "postgres" => format!(
+                "{}/{name}",
+                std::env::var("VELA_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+            ),
+            _ => format!("mysql://root@127.0.0.1:3306/{name}"),
+        };
+        Some(TestDatabase { kind, name, url })
+    }
+
+    fn drop_database(&self) {
+        let force = if self.kind == "postgres" {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        let _ = run_sql_client(
+            &self.kind,
+            &format!("DROP DATABASE IF EXISTS {}{force}", self.name),
+        );
     }
 }
 
@@ -340,12 +407,17 @@ impl TestApp {
                 external: true,
                 child: None,
                 data_dir: None,
+                database: None,
             };
         }
         let dir = tempfile::tempdir().unwrap();
+        let database = tokio::task::spawn_blocking(TestDatabase::create)
+            .await
+            .unwrap();
         let (child, url) = tokio::task::spawn_blocking({
             let dir = dir.path().to_owned();
-            move || start_child(&dir, config.as_deref())
+            let db_url = database.as_ref().map(|d| d.url.clone());
+            move || start_child(&dir, config.as_deref(), db_url.as_deref())
         })
         .await
         .unwrap();
@@ -356,6 +428,7 @@ impl TestApp {
             external: false,
             child: Some(child),
             data_dir: Some(dir),
+            database,
         }
     }
 
@@ -563,7 +636,7 @@ impl TestApp {
     }
 }
 
-fn start_child(dir: &Path, config: Option<&str>) -> (Child, String) {
+fn start_child(dir: &Path, config: Option<&str>, database_url: Option<&str>) -> (Child, String) {
     let data_dir: PathBuf = dir.join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let stderr_path = dir.join("stderr.log");
@@ -577,6 +650,9 @@ fn start_child(dir: &Path, config: Option<&str>) -> (Child, String) {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr));
+    if let Some(url) = database_url {
+        cmd.env("VELA_DATABASE__URL", url);
+    }
     if let Some(toml) = config {
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, toml).unwrap();
