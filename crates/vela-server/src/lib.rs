@@ -68,14 +68,19 @@ impl Application {
         let store_dir = cfg.store_dir();
         let store = FsStore::open(cfg.store.id.clone(), &store_dir)
             .with_context(|| format!("opening the image store at {}", store_dir.display()))?;
-        let removed = store.clean_partial()?;
-        if removed > 0 {
-            tracing::warn!(
-                removed,
-                "removed partial image files of interrupted uploads"
-            );
+        if db.dialect() == Dialect::Sqlite {
+            // SQLite means one node: whatever is in flight was ours. With a shared database
+            // (several nodes) other nodes' uploads may be in flight; their recovery needs
+            // upload leases and is not done here.
+            let removed = store.clean_partial()?;
+            if removed > 0 {
+                tracing::warn!(
+                    removed,
+                    "removed partial image files of interrupted uploads"
+                );
+            }
+            recover_interrupted_uploads(&db).await?;
         }
-        recover_interrupted_uploads(&db).await?;
 
         let hash_algo = HashAlgo::parse(&cfg.images.hashing_algorithm).with_context(|| {
             format!(
