@@ -174,7 +174,7 @@ impl Db {
 
     /// Inserts a new image. An existing id (even of a deleted image) is a conflict.
     pub async fn create_image(&self, img: &Image) -> Result<(), DbError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut q = self.sql(&format!("INSERT INTO images ({COLUMNS}) VALUES "));
         push_row_values(&mut q, img);
         sqlx::query_with(&q.text, q.args)
@@ -203,7 +203,7 @@ impl Db {
     where
         F: FnOnce(&mut Image) -> Result<T, DomainError>,
     {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let before = self.fetch_one(&mut tx, id, include_deleted, true).await?;
         let mut after = before.clone();
         let out = f(&mut after)?;

@@ -143,6 +143,18 @@ impl Db {
         })
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so a read-then-write transaction never fails to upgrade when another
+    /// process shares the file.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.write.begin().await?,
+        })
+    }
+
     /// The dialect of the connected database.
     pub fn dialect(&self) -> Dialect {
         self.dialect

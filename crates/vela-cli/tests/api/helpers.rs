@@ -432,6 +432,49 @@ impl TestApp {
         }
     }
 
+    /// Starts `n` nodes sharing one database (the `VELA_TEST_DB` server, else one SQLite file)
+    /// and one image directory, as a fleet of stateless API nodes. None with `VELA_TEST_URL`.
+    pub async fn spawn_cluster(n: usize) -> Option<Vec<TestApp>> {
+        if std::env::var("VELA_TEST_URL").is_ok() {
+            return None;
+        }
+        let shared = tempfile::tempdir().unwrap();
+        let database = tokio::task::spawn_blocking(TestDatabase::create)
+            .await
+            .unwrap();
+        let db_url = database.as_ref().map_or_else(
+            || format!("sqlite://{}/vela.sqlite", shared.path().display()),
+            |d| d.url.clone(),
+        );
+        let config = format!("[store]\npath = \"{}/images\"\n", shared.path().display());
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let dir = shared.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (config, db_url) = (config.clone(), db_url.clone());
+            let (child, url) = tokio::task::spawn_blocking(move || {
+                start_child(&dir, Some(&config), Some(&db_url))
+            })
+            .await
+            .unwrap();
+            nodes.push(TestApp {
+                url,
+                client: make_client(),
+                prefix: format!("vt-{}", &new_uuid()[..8]),
+                external: false,
+                child: Some(child),
+                data_dir: None,
+                database: None,
+            });
+        }
+        // The last node to be dropped owns the shared directory and database.
+        if let Some(last) = nodes.last_mut() {
+            last.data_dir = Some(shared);
+            last.database = database;
+        }
+        Some(nodes)
+    }
+
     /// True when running against `VELA_TEST_URL` (e.g. the real Glance):
     /// Vela-only tests return early.
     pub fn is_external(&self) -> bool {

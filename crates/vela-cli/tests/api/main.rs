@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod cluster;
 mod data;
 mod errors;
 mod images;
