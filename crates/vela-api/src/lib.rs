@@ -43,6 +43,8 @@ pub struct ApiConfig {
     pub noauth: NoAuth,
     /// Formats and quotas.
     pub rules: ImageRules,
+    /// How long an upload's lease lasts without renewal (renewed every third of it).
+    pub upload_lease: std::time::Duration,
 }
 
 /// Shared state of all handlers.

@@ -15,7 +15,7 @@ use crate::{Db, DbError};
 const COLUMNS: &str =
     "id, name, status, visibility, protected, os_hidden, owner, container_format, \
     disk_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo, os_hash_value, \
-    created_at, updated_at, deleted, deleted_at";
+    created_at, updated_at, deleted, deleted_at, upload_lease_until";
 
 /// Whose view of the images a list is computed for.
 #[derive(Debug, Clone)]
@@ -65,6 +65,7 @@ fn image_from_row(row: &AnyRow) -> Result<Image, DbError> {
         updated_at: row.try_get("updated_at")?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         deleted_at: row.try_get("deleted_at")?,
+        upload_lease_until: row.try_get("upload_lease_until")?,
         properties: Default::default(),
         tags: Default::default(),
         locations: Vec::new(),
@@ -233,6 +234,8 @@ impl Db {
             q.push(", updated_at = ").bind(after.updated_at);
             q.push(", deleted = ").bind(after.deleted as i64);
             q.push(", deleted_at = ").bind(after.deleted_at);
+            q.push(", upload_lease_until = ")
+                .bind(after.upload_lease_until);
             q.push(" WHERE id = ").bind(after.id.as_str().to_owned());
             sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
             self.write_children(&mut tx, &before, &after).await?;
@@ -408,7 +411,8 @@ fn push_row_values(q: &mut Sql, img: &Image) {
     q.bind(img.created_at).push(", ");
     q.bind(img.updated_at).push(", ");
     q.bind(img.deleted as i64).push(", ");
-    q.bind(img.deleted_at).push(")");
+    q.bind(img.deleted_at).push(", ");
+    q.bind(img.upload_lease_until).push(")");
 }
 
 fn member_exists(s: &mut Sql, project: &str, status: Option<&'static str>) {

@@ -7,12 +7,27 @@ use crate::sql::Sql;
 use crate::{DbError, Dialect};
 
 /// (version, SQL) per dialect; the trees keep the same versions and names.
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_images.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_images.sql"))];
-const MYSQL: &[(i64, &str)] = &[(1, include_str!("../migrations/mysql/0001_images.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_images.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_upload_lease.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_images.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_upload_lease.sql"),
+    ),
+];
+const MYSQL: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/mysql/0001_images.sql")),
+    (2, include_str!("../migrations/mysql/0002_upload_lease.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

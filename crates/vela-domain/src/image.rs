@@ -105,6 +105,9 @@ pub struct Image {
     pub updated_at: Micros,
     pub deleted: bool,
     pub deleted_at: Option<Micros>,
+    /// While `saving`: until when the node receiving the data vouches for the upload. The
+    /// node renews it; once it has expired, any node may return the image to `queued`.
+    pub upload_lease_until: Option<Micros>,
     /// Custom (additional) properties; values are strings.
     pub properties: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
@@ -135,6 +138,7 @@ impl Image {
             updated_at: now,
             deleted: false,
             deleted_at: None,
+            upload_lease_until: None,
             properties: BTreeMap::new(),
             tags: BTreeSet::new(),
             locations: Vec::new(),
@@ -145,6 +149,9 @@ impl Image {
     /// ties to a status: data fields are cleared when the image goes back to `queued`.
     pub fn set_status(&mut self, to: ImageStatus) -> Result<(), DomainError> {
         self.status = self.status.transition(to)?;
+        if to != ImageStatus::Saving {
+            self.upload_lease_until = None;
+        }
         if to == ImageStatus::Queued {
             self.size = None;
             self.virtual_size = None;
@@ -167,6 +174,13 @@ impl Image {
         Ok(())
     }
 
+    /// Whether this is an upload whose node stopped renewing its lease before `now`.
+    pub fn upload_abandoned(&self, now: Micros) -> bool {
+        self.status == ImageStatus::Saving
+            && !self.deleted
+            && self.upload_lease_until.is_none_or(|until| until < now)
+    }
+
     /// Soft-deletes the record.
     pub fn mark_deleted(&mut self, now: Micros) -> Result<(), DomainError> {
         if self.protected {
@@ -181,6 +195,7 @@ impl Image {
             .map_err(|e| DomainError::BadRequest(e.to_string()))?;
         self.deleted = true;
         self.deleted_at = Some(now);
+        self.upload_lease_until = None;
         self.updated_at = now;
         Ok(())
     }

@@ -78,6 +78,9 @@ pub struct ImagesConfig {
     pub image_tag_quota: i64,
     /// Import methods advertised to clients.
     pub enabled_import_methods: Vec<String>,
+    /// Seconds an upload stays `saving` without its node renewing the lease; after that any
+    /// node returns the image to `queued` and removes the partial data.
+    pub upload_lease_secs: u64,
 }
 
 /// `[auth]`
@@ -148,6 +151,7 @@ impl Default for ImagesConfig {
             image_property_quota: 128,
             image_tag_quota: 128,
             enabled_import_methods: Vec::new(),
+            upload_lease_secs: 60,
         }
     }
 }

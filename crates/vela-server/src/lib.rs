@@ -11,11 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use vela_api::{ApiConfig, AppState, NoAuth};
-use vela_db::{Db, DbOptions, Dialect};
+use vela_db::{Db, DbOptions};
 use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::FsStore;
+use vela_store::Store;
 
 pub use config::Config;
 
@@ -24,6 +25,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
+    store: Arc<dyn Store>,
+    sweep_every: Duration,
 }
 
 /// Opens the database named by the configuration and migrates it.
@@ -41,21 +44,34 @@ pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Uploads that were in flight when the process stopped can never finish: their images go
-/// back to `queued` (their partial data was already removed with the store's partial files).
-async fn recover_interrupted_uploads(db: &Db) -> anyhow::Result<usize> {
-    let stuck = db.images_in_status(ImageStatus::Saving).await?;
-    for id in &stuck {
-        db.update_image(id, false, |img| {
-            if img.status == ImageStatus::Saving {
-                img.set_status(ImageStatus::Queued)?;
+/// Returns abandoned uploads (their node stopped renewing the lease) to `queued` and removes
+/// their partial data. Safe to run on every node at once: each image is reclaimed under its
+/// row lock, and only if its lease is still expired then.
+pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Result<usize> {
+    let now = vela_domain::now_micros();
+    let mut reclaimed = 0;
+    for id in db.images_in_status(ImageStatus::Saving).await? {
+        let res = db
+            .update_image(&id, false, |img| {
+                if img.upload_abandoned(now) {
+                    img.set_status(ImageStatus::Queued)?;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            })
+            .await;
+        match res {
+            Ok((_, true)) => {
+                store.abort_partial(id.as_str()).await?;
+                tracing::warn!(image_id = %id, "abandoned upload: image returned to queued");
+                reclaimed += 1;
             }
-            Ok(())
-        })
-        .await?;
-        tracing::warn!(image_id = %id, "interrupted upload: image returned to queued");
+            Ok((_, false)) | Err(vela_db::DbError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(stuck.len())
+    Ok(reclaimed)
 }
 
 impl Application {
@@ -68,18 +84,10 @@ impl Application {
         let store_dir = cfg.store_dir();
         let store = FsStore::open(cfg.store.id.clone(), &store_dir)
             .with_context(|| format!("opening the image store at {}", store_dir.display()))?;
-        if db.dialect() == Dialect::Sqlite {
-            // SQLite means one node: whatever is in flight was ours. With a shared database
-            // (several nodes) other nodes' uploads may be in flight; their recovery needs
-            // upload leases and is not done here.
-            let removed = store.clean_partial()?;
-            if removed > 0 {
-                tracing::warn!(
-                    removed,
-                    "removed partial image files of interrupted uploads"
-                );
-            }
-            recover_interrupted_uploads(&db).await?;
+        // Uploads this or another node abandoned (their lease expired) go back to `queued`.
+        let reclaimed = sweep_abandoned_uploads(&db, &store).await?;
+        if reclaimed > 0 {
+            tracing::warn!(reclaimed, "returned abandoned uploads to queued");
         }
 
         let hash_algo = HashAlgo::parse(&cfg.images.hashing_algorithm).with_context(|| {
@@ -102,6 +110,7 @@ impl Application {
                 default_project: cfg.auth.default_project.clone(),
                 default_user: cfg.auth.default_user.clone(),
             },
+            upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
             rules: ImageRules {
                 disk_formats: cfg.images.disk_formats.clone(),
                 container_formats: cfg.images.container_formats.clone(),
@@ -109,7 +118,9 @@ impl Application {
                 image_tag_quota: cfg.images.image_tag_quota,
             },
         };
-        let state = AppState::new(db.clone(), Arc::new(store), api);
+        let store: Arc<dyn Store> = Arc::new(store);
+        let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
+        let state = AppState::new(db.clone(), store.clone(), api);
         let router = vela_api::router(state).layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(
@@ -126,6 +137,8 @@ impl Application {
             listener,
             router,
             db,
+            store,
+            sweep_every,
         })
     }
 
@@ -139,11 +152,22 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
+        let (db, store, every) = (self.db.clone(), self.store.clone(), self.sweep_every);
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweep_abandoned_uploads(&db, store.as_ref()).await {
+                    tracing::error!(error = %e, "sweeping abandoned uploads failed");
+                }
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving")?;
+            .context("serving");
+        sweeper.abort();
         self.db.close().await;
-        Ok(())
+        served
     }
 }

@@ -256,6 +256,23 @@ impl Store for FsStore {
         }
     }
 
+    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError> {
+        let prefix = format!("{image_id}.");
+        let mut entries = tokio::fs::read_dir(self.dir.join(PARTIAL))
+            .await
+            .map_err(StoreError::io)?;
+        while let Some(entry) = entries.next_entry().await.map_err(StoreError::io)? {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn delete(&self, location: &str) -> Result<(), StoreError> {
         let path = self.path_of(location)?;
         match tokio::fs::remove_file(&path).await {

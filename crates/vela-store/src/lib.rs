@@ -105,4 +105,7 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn size(&self, location: &str) -> Result<u64, StoreError>;
     /// Removes the data at `location`.
     async fn delete(&self, location: &str) -> Result<(), StoreError>;
+    /// Removes whatever an interrupted `put` of `image_id` (possibly by another process)
+    /// left behind. Only called once that upload is known to be abandoned.
+    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError>;
 }

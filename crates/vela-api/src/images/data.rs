@@ -64,9 +64,12 @@ pub async fn upload(
         expected_size: announced.or(length),
     };
 
+    let lease = lease_micros(&state);
     modify(&state, &ctx, &id, Action::UploadImage, |img| {
         img.check_can_receive_data()?;
-        img.set_status(ImageStatus::Saving)
+        img.set_status(ImageStatus::Saving)?;
+        img.upload_lease_until = Some(vela_domain::now_micros() + lease);
+        Ok(())
     })
     .await?;
     tracing::info!(image_id = %id, request_id = %ctx.request_id, "upload started");
@@ -79,6 +82,34 @@ pub async fn upload(
         Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+fn lease_micros(state: &AppState) -> i64 {
+    i64::try_from(state.cfg.upload_lease.as_micros()).unwrap_or(i64::MAX / 2)
+}
+
+/// Renews the upload's lease until dropped.
+fn keep_lease(state: &AppState, id: &ImageId) -> tokio::task::JoinHandle<()> {
+    let (db, id, lease) = (state.db.clone(), id.clone(), lease_micros(state));
+    let period = (state.cfg.upload_lease / 3).max(std::time::Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let renewed = db
+                .update_image(&id, true, |img| {
+                    if img.status == ImageStatus::Saving && !img.deleted {
+                        img.upload_lease_until = Some(vela_domain::now_micros() + lease);
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(image_id = %id, error = %e, "could not renew upload lease");
+            }
+        }
+    })
 }
 
 /// Virtual size for the formats whose header gives it cheaply; raw data is its own size.
@@ -105,6 +136,18 @@ fn gone(id: &ImageId) -> DomainError {
 
 async fn store_upload(
     state: AppState,
+    id: ImageId,
+    body: ByteStream,
+    limits: Limits,
+) -> Result<(), ApiError> {
+    let heartbeat = keep_lease(&state, &id);
+    let result = receive(&state, id, body, limits).await;
+    heartbeat.abort();
+    result
+}
+
+async fn receive(
+    state: &AppState,
     id: ImageId,
     body: ByteStream,
     limits: Limits,

@@ -122,3 +122,119 @@ async fn concurrent_tag_and_property_updates_lose_nothing() {
         }
     }
 }
+
+/// A small deterministic pseudo-random sequence (xorshift), seeded from the clock.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+        eprintln!("kill test seed: {seed}");
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Uploads through nodes that are killed with SIGKILL at random points (20 times). A surviving
+/// node reclaims the abandoned uploads once their leases expire: afterwards no image is left in
+/// `saving`, every active image's bytes match its checksum, and no file is left without an
+/// image.
+#[tokio::test]
+async fn killed_nodes_leave_no_saving_images_and_no_orphans() {
+    use tokio::io::AsyncWriteExt;
+
+    let Some(nodes) = TestApp::spawn_cluster_with(1, "[images]\nupload_lease_secs = 1\n").await
+    else {
+        return;
+    };
+    let survivor = &nodes[0];
+    let mut rng = Rng::new();
+    let size: usize = 3_000_000;
+    let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    let mut ids = Vec::new();
+    for round in 0..20 {
+        let mut victim = survivor.spawn_sibling().await;
+        let img = survivor
+            .create_image(json!({"name": survivor.name(&format!("kill{round}")),
+                                 "disk_format": "raw", "container_format": "bare"}))
+            .await;
+        let id = img["id"].as_str().unwrap().to_owned();
+        ids.push(id.clone());
+        let mut sock = tokio::net::TcpStream::connect(victim.host_port())
+            .await
+            .unwrap();
+        let head = format!(
+            "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        // Anywhere from nothing to the whole body, then a random pause, then the crash.
+        let sent = rng.below(size as u64 + 1) as usize;
+        let _ = sock.write_all(&data[..sent]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(rng.below(60))).await;
+        victim.kill();
+    }
+
+    // Leases are 1 s and the survivor sweeps every 0.5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut saving = 0;
+        for id in &ids {
+            if survivor.show(id).await["status"] == "saving" {
+                saving += 1;
+            }
+        }
+        if saving == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{saving} images still saving"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let mut active = std::collections::HashSet::new();
+    for id in &ids {
+        let img = survivor.show(id).await;
+        match img["status"].as_str().unwrap() {
+            "queued" => assert!(img["size"].is_null() && img["checksum"].is_null(), "{img}"),
+            "active" => {
+                let got = survivor.download(id).await.bytes().await.unwrap();
+                assert_eq!(md5_hex(&got), img["checksum"], "{id}");
+                assert_eq!(got.as_ref(), &data[..], "{id}");
+                active.insert(id.clone());
+            }
+            other => panic!("image {id} is {other}"),
+        }
+    }
+
+    let images_dir = survivor.cluster().unwrap().root.join("images");
+    for entry in std::fs::read_dir(&images_dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name == ".partial" {
+            continue;
+        }
+        if ids.contains(&name) {
+            assert!(
+                active.contains(&name),
+                "file {name} belongs to an image that is not active"
+            );
+        }
+    }
+    for entry in std::fs::read_dir(images_dir.join(".partial")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !ids.iter().any(|id| name.starts_with(id.as_str())),
+            "partial file {name} left behind"
+        );
+    }
+}

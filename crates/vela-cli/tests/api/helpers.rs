@@ -298,6 +298,16 @@ pub struct TestApp {
     child: Option<Child>,
     data_dir: Option<tempfile::TempDir>,
     database: Option<TestDatabase>,
+    cluster: Option<ClusterInfo>,
+}
+
+/// What nodes of one cluster share.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    config: String,
+    db_url: String,
+    /// The shared directory; images live in `root/images`.
+    pub root: PathBuf,
 }
 
 impl Drop for TestApp {
@@ -408,6 +418,7 @@ impl TestApp {
                 child: None,
                 data_dir: None,
                 database: None,
+                cluster: None,
             };
         }
         let dir = tempfile::tempdir().unwrap();
@@ -429,12 +440,18 @@ impl TestApp {
             child: Some(child),
             data_dir: Some(dir),
             database,
+            cluster: None,
         }
     }
 
     /// Starts `n` nodes sharing one database (the `VELA_TEST_DB` server, else one SQLite file)
     /// and one image directory, as a fleet of stateless API nodes. None with `VELA_TEST_URL`.
     pub async fn spawn_cluster(n: usize) -> Option<Vec<TestApp>> {
+        Self::spawn_cluster_with(n, "").await
+    }
+
+    /// As [`TestApp::spawn_cluster`], with extra TOML for every node.
+    pub async fn spawn_cluster_with(n: usize, extra: &str) -> Option<Vec<TestApp>> {
         if std::env::var("VELA_TEST_URL").is_ok() {
             return None;
         }
@@ -446,26 +463,18 @@ impl TestApp {
             || format!("sqlite://{}/vela.sqlite", shared.path().display()),
             |d| d.url.clone(),
         );
-        let config = format!("[store]\npath = \"{}/images\"\n", shared.path().display());
+        let config = format!(
+            "{extra}\n[store]\npath = \"{}/images\"\n",
+            shared.path().display()
+        );
+        let info = ClusterInfo {
+            config,
+            db_url,
+            root: shared.path().to_owned(),
+        };
         let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
-            let dir = shared.path().join(format!("node{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let (config, db_url) = (config.clone(), db_url.clone());
-            let (child, url) = tokio::task::spawn_blocking(move || {
-                start_child(&dir, Some(&config), Some(&db_url))
-            })
-            .await
-            .unwrap();
-            nodes.push(TestApp {
-                url,
-                client: make_client(),
-                prefix: format!("vt-{}", &new_uuid()[..8]),
-                external: false,
-                child: Some(child),
-                data_dir: None,
-                database: None,
-            });
+        for _ in 0..n {
+            nodes.push(Self::start_node(&info).await);
         }
         // The last node to be dropped owns the shared directory and database.
         if let Some(last) = nodes.last_mut() {
@@ -473,6 +482,45 @@ impl TestApp {
             last.database = database;
         }
         Some(nodes)
+    }
+
+    async fn start_node(info: &ClusterInfo) -> TestApp {
+        let dir = info.root.join(format!("node-{}", &new_uuid()[..8]));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (config, db_url) = (info.config.clone(), info.db_url.clone());
+        let (child, url) =
+            tokio::task::spawn_blocking(move || start_child(&dir, Some(&config), Some(&db_url)))
+                .await
+                .unwrap();
+        TestApp {
+            url,
+            client: make_client(),
+            prefix: format!("vt-{}", &new_uuid()[..8]),
+            external: false,
+            child: Some(child),
+            data_dir: None,
+            database: None,
+            cluster: Some(info.clone()),
+        }
+    }
+
+    /// Starts one more node of this node's cluster.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        let info = self.cluster.as_ref().expect("not a cluster node");
+        Self::start_node(info).await
+    }
+
+    /// What the cluster shares (None outside a cluster).
+    pub fn cluster(&self) -> Option<&ClusterInfo> {
+        self.cluster.as_ref()
+    }
+
+    /// Kills the server process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// True when running against `VELA_TEST_URL` (e.g. the real Glance):
