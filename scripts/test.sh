@@ -17,7 +17,7 @@ my_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
 for db in postgres mysql; do
   if { [ "$db" = postgres ] && pg_up; } || { [ "$db" = mysql ] && my_up; }; then
     echo "== API suite on $db"
-    VELA_TEST_DB=$db cargo test --release -p vela-cli --test api
+    VELA_TEST_DB=$db cargo test --workspace --release --test api
   elif [ "${VELA_REQUIRE_ALL_DBS:-0}" = 1 ]; then
     echo "$db is not reachable and VELA_REQUIRE_ALL_DBS=1" >&2
     exit 1
@@ -26,5 +26,5 @@ for db in postgres mysql; do
   fi
 done
 
-cargo build --release --bin vela
+# `cargo test --release` has built target/release/vela (the binary the suite starts).
 VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}" bash e2e/interop.sh
