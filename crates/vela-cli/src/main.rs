@@ -41,8 +41,23 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// Print the effective configuration as TOML-like JSON.
+    /// Image store maintenance.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Print the effective configuration as JSON.
     Config,
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Remove image data that no image references (deleted images, interrupted uploads).
+    Gc {
+        /// Keep unreferenced data younger than this many seconds (default: store.gc_grace_secs).
+        #[arg(long, value_name = "SECS")]
+        grace_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +133,18 @@ async fn main() -> anyhow::Result<()> {
             let db = vela_server::open_db(&cfg).await?;
             db.close().await;
             println!("database schema is at version {}", vela_db::SCHEMA_VERSION);
+            Ok(())
+        }
+        Command::Store {
+            command: StoreCommand::Gc { grace_secs },
+        } => {
+            let db = vela_server::open_db(&cfg).await?;
+            let store = vela_server::open_store(&cfg)?;
+            let grace =
+                std::time::Duration::from_secs(grace_secs.unwrap_or(cfg.store.gc_grace_secs));
+            let report = vela_server::gc_store(&db, store.as_ref(), grace).await?;
+            db.close().await;
+            println!("removed {} objects, kept {}", report.removed, report.kept);
             Ok(())
         }
         Command::Config => {

@@ -334,6 +334,16 @@ impl Db {
             .collect()
     }
 
+    /// Locations of the data of every image that is not deleted.
+    pub async fn referenced_locations(&self) -> Result<std::collections::HashSet<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT l.url AS url FROM image_locations l JOIN images i ON i.id = l.image_id WHERE i.deleted = 0",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| text(r, "url")).collect()
+    }
+
     /// One page of images visible in `scope` that match `q`.
     pub async fn list_images(&self, q: &ListQuery, scope: &Scope) -> Result<Vec<Image>, DbError> {
         let mut conn = self.read.acquire().await?;

@@ -56,6 +56,11 @@ pub struct StoreConfig {
     pub id: String,
     /// Directory of image files; default `<data_dir>/images`.
     pub path: Option<PathBuf>,
+    /// Seconds between sweeps removing data no image references (0: never; `vela store gc`
+    /// runs one by hand).
+    pub gc_interval_secs: u64,
+    /// Unreferenced data younger than this many seconds is kept.
+    pub gc_grace_secs: u64,
 }
 
 /// `[images]`
@@ -132,6 +137,8 @@ impl Default for StoreConfig {
         StoreConfig {
             id: "file".into(),
             path: None,
+            gc_interval_secs: 3600,
+            gc_grace_secs: 900,
         }
     }
 }

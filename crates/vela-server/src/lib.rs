@@ -27,6 +27,8 @@ pub struct Application {
     db: Db,
     store: Arc<dyn Store>,
     sweep_every: Duration,
+    gc_every: Duration,
+    gc_grace: Duration,
 }
 
 /// Opens the database named by the configuration and migrates it.
@@ -74,6 +76,54 @@ pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Resu
     Ok(reclaimed)
 }
 
+/// What a store garbage collection did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcReport {
+    pub removed: usize,
+    pub kept: usize,
+}
+
+/// Removes store objects no image references: complete files of deleted or unknown images,
+/// and partial files of uploads that are no longer running. Objects younger than `grace` are
+/// kept (a file is renamed into place a moment before its image becomes active).
+pub async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result<GcReport> {
+    // List first, read references second: an object activated in between counts as referenced.
+    let objects = store.list().await?;
+    let referenced = db.referenced_locations().await?;
+    let saving: std::collections::HashSet<String> = db
+        .images_in_status(ImageStatus::Saving)
+        .await?
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect();
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut report = GcReport::default();
+    for obj in objects {
+        let in_use = match obj.partial {
+            true => saving.contains(&obj.image_id),
+            false => referenced.contains(&obj.location),
+        };
+        if in_use || obj.modified > cutoff {
+            report.kept += 1;
+            continue;
+        }
+        store.delete_listed(&obj).await?;
+        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced image data");
+        report.removed += 1;
+    }
+    Ok(report)
+}
+
+/// Opens the configured store.
+pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = cfg.store_dir();
+    let store = FsStore::open(cfg.store.id.clone(), &dir)
+        .with_context(|| format!("opening the image store at {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
 impl Application {
     /// Prepares everything and binds the listener (`bind` may use port 0).
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
@@ -81,11 +131,9 @@ impl Application {
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let db = open_db(&cfg).await?;
 
-        let store_dir = cfg.store_dir();
-        let store = FsStore::open(cfg.store.id.clone(), &store_dir)
-            .with_context(|| format!("opening the image store at {}", store_dir.display()))?;
+        let store = open_store(&cfg)?;
         // Uploads this or another node abandoned (their lease expired) go back to `queued`.
-        let reclaimed = sweep_abandoned_uploads(&db, &store).await?;
+        let reclaimed = sweep_abandoned_uploads(&db, store.as_ref()).await?;
         if reclaimed > 0 {
             tracing::warn!(reclaimed, "returned abandoned uploads to queued");
         }
@@ -118,7 +166,6 @@ impl Application {
                 image_tag_quota: cfg.images.image_tag_quota,
             },
         };
-        let store: Arc<dyn Store> = Arc::new(store);
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
         let state = AppState::new(db.clone(), store.clone(), api);
         let router = vela_api::router(state).layer(
@@ -139,6 +186,8 @@ impl Application {
             db,
             store,
             sweep_every,
+            gc_every: Duration::from_secs(cfg.store.gc_interval_secs),
+            gc_grace: Duration::from_secs(cfg.store.gc_grace_secs),
         })
     }
 
@@ -162,11 +211,32 @@ impl Application {
                 }
             }
         });
+        let (db, store, every, grace) = (
+            self.db.clone(),
+            self.store.clone(),
+            self.gc_every,
+            self.gc_grace,
+        );
+        let gc = tokio::spawn(async move {
+            if every.is_zero() {
+                return;
+            }
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match gc_store(&db, store.as_ref(), grace).await {
+                    Ok(r) => tracing::info!(removed = r.removed, kept = r.kept, "store gc"),
+                    Err(e) => tracing::error!(error = %e, "store gc failed"),
+                }
+            }
+        });
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving");
         sweeper.abort();
+        gc.abort();
         self.db.close().await;
         served
     }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use crate::digest::CHUNK;
-use crate::{ByteRange, ByteStream, Fetched, Store, StoreError, Stored};
+use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
 
 const PARTIAL: &str = ".partial";
 const SCHEME: &str = "file://";
@@ -271,6 +271,47 @@ impl Store for FsStore {
             }
         }
         Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<ListedObject>, StoreError> {
+        let mut out = Vec::new();
+        for (dir, partial) in [(self.dir.clone(), false), (self.dir.join(PARTIAL), true)] {
+            let mut entries = tokio::fs::read_dir(&dir).await.map_err(StoreError::io)?;
+            while let Some(entry) = entries.next_entry().await.map_err(StoreError::io)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let meta = entry.metadata().await.map_err(StoreError::io)?;
+                if !meta.is_file() || name.starts_with('.') {
+                    continue;
+                }
+                let image_id = match partial {
+                    true => name.split('.').next().unwrap_or_default().to_owned(),
+                    false => name.clone(),
+                };
+                out.push(ListedObject {
+                    location: format!("{SCHEME}{}", entry.path().display()),
+                    image_id,
+                    modified: meta.modified().map_err(StoreError::io)?,
+                    partial,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_listed(&self, obj: &ListedObject) -> Result<(), StoreError> {
+        if !obj.partial {
+            return self.delete(&obj.location).await;
+        }
+        let foreign = || StoreError::ForeignLocation(obj.location.clone());
+        let path = Path::new(obj.location.strip_prefix(SCHEME).ok_or_else(foreign)?);
+        if path.parent() != Some(self.dir.join(PARTIAL).as_path()) {
+            return Err(foreign());
+        }
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(e)),
+        }
     }
 
     async fn delete(&self, location: &str) -> Result<(), StoreError> {

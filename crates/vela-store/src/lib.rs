@@ -53,6 +53,19 @@ pub struct Fetched {
     pub body: ByteStream,
 }
 
+/// An object found in a store by [`Store::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its location (for complete objects) as [`Store::put`] returned it.
+    pub location: String,
+    /// The image the object was written for.
+    pub image_id: String,
+    /// Last modification.
+    pub modified: std::time::SystemTime,
+    /// A partial write (never readable; removed with [`Store::abort_partial`]).
+    pub partial: bool,
+}
+
 /// Store failures, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -108,4 +121,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Removes whatever an interrupted `put` of `image_id` (possibly by another process)
     /// left behind. Only called once that upload is known to be abandoned.
     async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError>;
+    /// Everything the store holds, complete and partial, for garbage collection.
+    async fn list(&self) -> Result<Vec<ListedObject>, StoreError>;
+    /// Removes exactly one object found by [`Store::list`]. Missing is `Ok`.
+    async fn delete_listed(&self, obj: &ListedObject) -> Result<(), StoreError>;
 }

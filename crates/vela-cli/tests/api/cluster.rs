@@ -238,3 +238,54 @@ async fn killed_nodes_leave_no_saving_images_and_no_orphans() {
         );
     }
 }
+
+/// `vela store gc` removes data no image references (and partial files of uploads that are
+/// not running), keeps referenced and recent data.
+#[tokio::test]
+async fn store_gc_removes_only_unreferenced_data() {
+    let Some(nodes) = TestApp::spawn_cluster(1).await else {
+        return;
+    };
+    let node = &nodes[0];
+    let data = vec![9u8; 100_000];
+    let kept = node
+        .create_active_image(json!({"name": node.name("kept")}), &data)
+        .await;
+    let kept_id = kept["id"].as_str().unwrap();
+    let images = node.cluster().unwrap().root.join("images");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let make = |path: std::path::PathBuf, modified: Option<std::time::SystemTime>| {
+        std::fs::write(&path, b"orphan").unwrap();
+        if let Some(t) = modified {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        path
+    };
+    let orphan = make(images.join(crate::helpers::new_uuid()), Some(old));
+    let partial = make(
+        images
+            .join(".partial")
+            .join(format!("{}.x1", crate::helpers::new_uuid())),
+        Some(old),
+    );
+    let young = make(images.join(crate::helpers::new_uuid()), None);
+    // The kept image's file is old too: only the reference keeps it.
+    std::fs::File::options()
+        .write(true)
+        .open(images.join(kept_id))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let out = node.run_vela(&["store", "gc", "--grace-secs", "600"]);
+    assert!(out.contains("removed 2 objects"), "{out}");
+    assert!(!orphan.exists() && !partial.exists());
+    assert!(young.exists());
+    let got = node.download(kept_id).await.bytes().await.unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+}

@@ -515,6 +515,26 @@ impl TestApp {
         self.cluster.as_ref()
     }
 
+    /// Runs a `vela` subcommand against this cluster's database and store; returns stdout.
+    pub fn run_vela(&self, args: &[&str]) -> String {
+        let info = self.cluster.as_ref().expect("not a cluster node");
+        let cfg = info.root.join(format!("cli-{}.toml", &new_uuid()[..8]));
+        std::fs::write(&cfg, &info.config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vela"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("VELA_DATABASE__URL", &info.db_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vela {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Kills the server process with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
