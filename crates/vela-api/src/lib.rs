@@ -43,6 +43,8 @@ pub struct ApiConfig {
     pub noauth: NoAuth,
     /// Formats and quotas.
     pub rules: ImageRules,
+    /// Delete keeps the data (`pending_delete`) for the scrubber instead of removing it.
+    pub delayed_delete: bool,
     /// How long an upload's lease lasts without renewal (renewed every third of it).
     pub upload_lease: std::time::Duration,
 }

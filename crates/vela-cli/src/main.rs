@@ -46,6 +46,8 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Remove the data of images deleted with delayed_delete once scrub_time_secs passed.
+    Scrub,
     /// Print the effective configuration as JSON.
     Config,
 }
@@ -145,6 +147,15 @@ async fn main() -> anyhow::Result<()> {
             let report = vela_server::gc_store(&db, store.as_ref(), grace).await?;
             db.close().await;
             println!("removed {} objects, kept {}", report.removed, report.kept);
+            Ok(())
+        }
+        Command::Scrub => {
+            let db = vela_server::open_db(&cfg).await?;
+            let store = vela_server::open_store(&cfg)?;
+            let delay = std::time::Duration::from_secs(cfg.images.scrub_time_secs);
+            let n = vela_server::scrub(&db, store.as_ref(), delay).await?;
+            db.close().await;
+            println!("scrubbed {n} images");
             Ok(())
         }
         Command::Config => {

@@ -334,10 +334,27 @@ impl Db {
             .collect()
     }
 
-    /// Locations of the data of every image that is not deleted.
+    /// Ids of `pending_delete` images deleted before `before`.
+    pub async fn pending_deletes(&self, before: i64) -> Result<Vec<ImageId>, DbError> {
+        let mut q =
+            self.sql("SELECT id FROM images WHERE status = 'pending_delete' AND deleted_at < ");
+        q.bind(before);
+        let rows = sqlx::query_with(&q.text, q.args)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                ImageId::parse(&id).ok_or_else(|| corrupt("image id", &id))
+            })
+            .collect()
+    }
+
+    /// Locations of the data of every image that is not deleted (or awaits the scrubber).
     pub async fn referenced_locations(&self) -> Result<std::collections::HashSet<String>, DbError> {
         let rows = sqlx::query(
-            "SELECT l.url AS url FROM image_locations l JOIN images i ON i.id = l.image_id WHERE i.deleted = 0",
+            "SELECT l.url AS url FROM image_locations l JOIN images i ON i.id = l.image_id \
+             WHERE i.deleted = 0 OR i.status = 'pending_delete'",
         )
         .fetch_all(&self.read)
         .await?;

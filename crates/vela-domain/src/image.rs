@@ -182,20 +182,39 @@ impl Image {
     }
 
     /// Soft-deletes the record.
-    pub fn mark_deleted(&mut self, now: Micros) -> Result<(), DomainError> {
+    /// With `delayed` (the operator's `delayed_delete`), an image with data goes to
+    /// `pending_delete` instead: the record is gone for the API, the data stays until the
+    /// scrubber removes it.
+    pub fn mark_deleted(&mut self, now: Micros, delayed: bool) -> Result<(), DomainError> {
         if self.protected {
             return Err(DomainError::Forbidden(format!(
                 "Image {} is protected and cannot be deleted.",
                 self.id
             )));
         }
+        let target = if delayed
+            && !self.locations.is_empty()
+            && self.status.can_become(ImageStatus::PendingDelete)
+        {
+            ImageStatus::PendingDelete
+        } else {
+            ImageStatus::Deleted
+        };
         self.status = self
             .status
-            .transition(ImageStatus::Deleted)
+            .transition(target)
             .map_err(|e| DomainError::BadRequest(e.to_string()))?;
         self.deleted = true;
         self.deleted_at = Some(now);
         self.upload_lease_until = None;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// The scrubber's step: `pending_delete → deleted` once the data is gone.
+    pub fn finish_delete(&mut self, now: Micros) -> Result<(), DomainError> {
+        self.status = self.status.transition(ImageStatus::Deleted)?;
+        self.locations.clear();
         self.updated_at = now;
         Ok(())
     }
@@ -271,12 +290,25 @@ mod tests {
         let mut img = Image::new(ImageId::generate(), None, 1);
         img.protected = true;
         assert!(matches!(
-            img.mark_deleted(2),
+            img.mark_deleted(2, false),
             Err(DomainError::Forbidden(_))
         ));
         img.protected = false;
-        img.mark_deleted(2).unwrap();
+        img.mark_deleted(2, false).unwrap();
         assert!(img.deleted);
         assert_eq!(img.status, ImageStatus::Deleted);
+
+        let mut img = Image::new(ImageId::generate(), None, 1);
+        img.status = ImageStatus::Active;
+        img.locations.push(ImageLocation {
+            store: "file".into(),
+            url: "file:///x".into(),
+        });
+        img.mark_deleted(3, true).unwrap();
+        assert_eq!(img.status, ImageStatus::PendingDelete);
+        assert!(img.deleted);
+        img.finish_delete(4).unwrap();
+        assert_eq!(img.status, ImageStatus::Deleted);
+        assert!(img.locations.is_empty());
     }
 }

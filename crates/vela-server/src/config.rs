@@ -86,6 +86,13 @@ pub struct ImagesConfig {
     /// Seconds an upload stays `saving` without its node renewing the lease; after that any
     /// node returns the image to `queued` and removes the partial data.
     pub upload_lease_secs: u64,
+    /// Deleting an image with data makes it `pending_delete`; the scrubber removes the data
+    /// `scrub_time_secs` later.
+    pub delayed_delete: bool,
+    /// Seconds between a delayed delete and the removal of the data.
+    pub scrub_time_secs: u64,
+    /// Seconds between scrubber passes in the server (with `delayed_delete`).
+    pub scrub_interval_secs: u64,
 }
 
 /// `[auth]`
@@ -159,6 +166,9 @@ impl Default for ImagesConfig {
             image_tag_quota: 128,
             enabled_import_methods: Vec::new(),
             upload_lease_secs: 60,
+            delayed_delete: false,
+            scrub_time_secs: 43200,
+            scrub_interval_secs: 300,
         }
     }
 }

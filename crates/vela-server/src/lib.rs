@@ -29,6 +29,8 @@ pub struct Application {
     sweep_every: Duration,
     gc_every: Duration,
     gc_grace: Duration,
+    scrub_every: Option<Duration>,
+    scrub_delay: Duration,
 }
 
 /// Opens the database named by the configuration and migrates it.
@@ -74,6 +76,31 @@ pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Resu
         }
     }
     Ok(reclaimed)
+}
+
+/// The scrubber: removes the data of `pending_delete` images deleted more than `delay` ago,
+/// then marks them `deleted`. Returns how many images were scrubbed.
+pub async fn scrub(db: &Db, store: &dyn Store, delay: Duration) -> anyhow::Result<usize> {
+    let delay = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+    let before = vela_domain::now_micros().saturating_sub(delay);
+    let mut scrubbed = 0;
+    for id in db.pending_deletes(before).await? {
+        let img = db.get_image(&id, true).await?;
+        // Data first: if this stops half-way the image stays pending and the next pass retries.
+        for loc in &img.locations {
+            store.delete(&loc.url).await?;
+        }
+        db.update_image(&id, true, |img| {
+            if img.status == ImageStatus::PendingDelete {
+                img.finish_delete(vela_domain::now_micros())?;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(image_id = %id, "scrubbed image data");
+        scrubbed += 1;
+    }
+    Ok(scrubbed)
 }
 
 /// What a store garbage collection did.
@@ -158,6 +185,7 @@ impl Application {
                 default_project: cfg.auth.default_project.clone(),
                 default_user: cfg.auth.default_user.clone(),
             },
+            delayed_delete: cfg.images.delayed_delete,
             upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
             rules: ImageRules {
                 disk_formats: cfg.images.disk_formats.clone(),
@@ -187,6 +215,11 @@ impl Application {
             store,
             sweep_every,
             gc_every: Duration::from_secs(cfg.store.gc_interval_secs),
+            scrub_every: cfg
+                .images
+                .delayed_delete
+                .then(|| Duration::from_secs(cfg.images.scrub_interval_secs.max(1))),
+            scrub_delay: Duration::from_secs(cfg.images.scrub_time_secs),
             gc_grace: Duration::from_secs(cfg.store.gc_grace_secs),
         })
     }
@@ -231,12 +264,29 @@ impl Application {
                 }
             }
         });
+        let (db, store, every, delay) = (
+            self.db.clone(),
+            self.store.clone(),
+            self.scrub_every,
+            self.scrub_delay,
+        );
+        let scrubber = tokio::spawn(async move {
+            let Some(every) = every else { return };
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = scrub(&db, store.as_ref(), delay).await {
+                    tracing::error!(error = %e, "scrubbing failed");
+                }
+            }
+        });
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving");
         sweeper.abort();
         gc.abort();
+        scrubber.abort();
         self.db.close().await;
         served
     }

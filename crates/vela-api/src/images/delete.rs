@@ -17,9 +17,13 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let id = image_id(&id)?;
     let (img, ()) = modify(&state, &ctx, &id, Action::DeleteImage, |img| {
-        img.mark_deleted(vela_domain::now_micros())
+        img.mark_deleted(vela_domain::now_micros(), state.cfg.delayed_delete)
     })
     .await?;
+    if img.status == vela_domain::ImageStatus::PendingDelete {
+        tracing::info!(image_id = %id, request_id = %ctx.request_id, "image pending delete");
+        return Ok(StatusCode::NO_CONTENT);
+    }
     for loc in &img.locations {
         if let Err(e) = state.store.delete(&loc.url).await {
             tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");

@@ -289,3 +289,42 @@ async fn store_gc_removes_only_unreferenced_data() {
     let got = node.download(kept_id).await.bytes().await.unwrap();
     assert_eq!(got.as_ref(), &data[..]);
 }
+
+/// With `delayed_delete`, a deleted image is gone for the API at once, its data stays (also
+/// through a store gc) until `scrub_time_secs` passed, and then the scrubber removes it.
+#[tokio::test]
+async fn delayed_delete_keeps_data_until_scrubbed() {
+    let Some(nodes) = TestApp::spawn_cluster_with(
+        1,
+        "[images]\ndelayed_delete = true\nscrub_time_secs = 2\nscrub_interval_secs = 3600\n",
+    )
+    .await
+    else {
+        return;
+    };
+    let node = &nodes[0];
+    let img = node
+        .create_active_image(json!({"name": node.name("scrub")}), &[5u8; 10_000])
+        .await;
+    let id = img["id"].as_str().unwrap();
+    let file = node.cluster().unwrap().root.join("images").join(id);
+    assert!(file.exists());
+
+    let path = format!("/v2/images/{id}");
+    assert_eq!(node.delete(&path).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(node.status_of(&path).await, StatusCode::NOT_FOUND);
+    assert!(
+        file.exists(),
+        "data must survive until the scrub delay passed"
+    );
+
+    assert!(node.run_vela(&["scrub"]).contains("scrubbed 0 images"));
+    node.run_vela(&["store", "gc", "--grace-secs", "0"]);
+    assert!(file.exists(), "pending_delete data is still referenced");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let out = node.run_vela(&["scrub"]);
+    assert!(out.contains("scrubbed 1 images"), "{out}");
+    assert!(!file.exists());
+    assert_eq!(node.status_of(&path).await, StatusCode::NOT_FOUND);
+}
