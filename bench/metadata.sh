@@ -4,7 +4,8 @@
 # list pages, marker paging and image creates. Reports requests/s, latency percentiles, errors
 # and the server's peak RSS.
 #
-#   bash bench/metadata.sh              # 100k images
+#   bash bench/metadata.sh              # 100k images, SQLite
+#   DB=postgres bash bench/metadata.sh  # the same on the local PostgreSQL (throw-away database)
 #   IMAGES=10000 DURATION=5 bash bench/metadata.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +14,26 @@ DURATION=${DURATION:-10}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --bin vela >/dev/null 2>&1
 BIN=target/release/vela
+DB=${DB:-sqlite}
 DIR=$(mktemp -d /var/tmp/vela-meta.XXXXXX)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
+PGBASE=${VELA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+PGDB=vela_bench_$$
+cleanup() {
+  kill $PID 2>/dev/null || true
+  rm -rf "$DIR"
+  if [ "$DB" = postgres ]; then psql "$PGBASE/postgres" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 PID=
+if [ "$DB" = postgres ]; then
+  psql "$PGBASE/postgres" -qc "CREATE DATABASE $PGDB" >/dev/null
+  export VELA_DATABASE__URL="$PGBASE/$PGDB"
+fi
 
 "$BIN" --data-dir "$DIR" db migrate >/dev/null 2>&1
-python3 - "$DIR/vela.sqlite" "$IMAGES" <<'PY'
-import sqlite3, sys, uuid, random, time
-db = sqlite3.connect(sys.argv[1]); n = int(sys.argv[2])
+python3 - "$DIR/vela.sqlite" "$IMAGES" "$DB" "$DIR" <<'PY'
+import csv, os, sqlite3, sys, uuid, random, time
+n = int(sys.argv[2])
 now = int(time.time() * 1e6) - n * 1000
 rnd = random.Random(42)
 projects = [f"project-{i}" for i in range(50)]
@@ -34,10 +47,20 @@ for i in range(n):
                  None, None, None, None, now + i * 1000, now + i * 1000, 0, None))
     props.append((iid, "os_distro", rnd.choice(["ubuntu", "debian", "fedora", "cirros"])))
     tags.append((iid, f"tag-{i % 100}"))
-db.executemany("INSERT INTO images (id, name, status, visibility, protected, os_hidden, owner, container_format, disk_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo, os_hash_value, created_at, updated_at, deleted, deleted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-db.executemany("INSERT INTO image_properties VALUES (?,?,?)", props)
-db.executemany("INSERT INTO image_tags VALUES (?,?)", tags)
-db.commit()
+cols = "id, name, status, visibility, protected, os_hidden, owner, container_format, disk_format, min_disk, min_ram, size, virtual_size, checksum, os_hash_algo, os_hash_value, created_at, updated_at, deleted, deleted_at"
+if sys.argv[3] == "sqlite":
+    db = sqlite3.connect(sys.argv[1])
+    db.executemany(f"INSERT INTO images ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO image_properties VALUES (?,?,?)", props)
+    db.executemany("INSERT INTO image_tags VALUES (?,?)", tags)
+    db.commit()
+else:
+    for table, data, c in (("images", rows, cols), ("image_properties", props, "image_id, name, value"), ("image_tags", tags, "image_id, value")):
+        path = os.path.join(sys.argv[4], table + ".csv")
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([["" if v is None else v for v in r] for r in data])
+        os.system(f"psql \"$VELA_DATABASE__URL\" -qc \"\\copy {table} ({c}) FROM '{path}' WITH (FORMAT csv, NULL '')\"")
+    os.system("psql \"$VELA_DATABASE__URL\" -qc 'ANALYZE'")
 print(rows[n // 2][0])
 PY
 
@@ -48,7 +71,7 @@ URL=$(sed -n 's/^vela listening on //p' "$DIR/out")
 MID=$(curl -sf "$URL/v2/images?limit=1&sort=name:asc&name=image-$(printf %06d $((IMAGES / 2)))" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["id"])')
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $IMAGES images in SQLite; wrk -t2 -c8 -d${DURATION}s"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $IMAGES images in $DB; wrk -t2 -c8 -d${DURATION}s"
 run() {
   local label=$1; shift
   local out
