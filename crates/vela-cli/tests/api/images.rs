@@ -306,3 +306,27 @@ async fn show_unknown_malformed_and_deleted_are_404() {
         "{msg}"
     );
 }
+
+/// Custom property values are unbounded text: a long, incompressible value is stored, shown
+/// and usable as a list filter (on every database).
+#[tokio::test]
+async fn long_property_values_round_trip() {
+    let app = TestApp::spawn().await;
+    if app.is_external() {
+        return;
+    }
+    let mut value = String::new();
+    let mut seed = crate::helpers::sha512_hex(app.name("seed").as_bytes());
+    while value.len() < 12_000 {
+        value.push_str(&seed);
+        seed = crate::helpers::sha512_hex(seed.as_bytes());
+    }
+    let name = app.name("long");
+    let img = app
+        .create_image(json!({"name": name, "description": value}))
+        .await;
+    let id = img["id"].as_str().unwrap();
+    assert_eq!(app.show(id).await["description"], value.as_str());
+    let listed = app.list(&format!("name={name}&description={value}")).await;
+    assert_eq!(listed["images"].as_array().unwrap().len(), 1);
+}

@@ -24,10 +24,12 @@ CREATE TABLE images (
 );
 CREATE INDEX ix_images_created ON images (created_at, id);
 CREATE INDEX ix_images_updated ON images (updated_at);
-CREATE INDEX ix_images_name ON images (name);
+-- Vela sorts NULL as the smallest value (NULLS FIRST ascending), so nullable sort keys get
+-- matching indexes.
+CREATE INDEX ix_images_name ON images (name NULLS FIRST);
 CREATE INDEX ix_images_owner ON images (owner);
 CREATE INDEX ix_images_checksum ON images (checksum);
-CREATE INDEX ix_images_size ON images (size);
+CREATE INDEX ix_images_size ON images (size NULLS FIRST);
 
 CREATE TABLE image_properties (
     image_id VARCHAR(36) NOT NULL REFERENCES images (id),
@@ -35,7 +37,9 @@ CREATE TABLE image_properties (
     value TEXT NOT NULL,
     PRIMARY KEY (image_id, name)
 );
-CREATE INDEX ix_image_properties_name_value ON image_properties (name, value);
+-- Property values are unbounded TEXT: a hash index (no entry size limit) serves the equality
+-- filters on values.
+CREATE INDEX ix_image_properties_value ON image_properties USING hash (value);
 
 CREATE TABLE image_tags (
     image_id VARCHAR(36) NOT NULL REFERENCES images (id),
