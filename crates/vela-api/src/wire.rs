@@ -53,17 +53,6 @@ pub async fn layer(State(_state): State<AppState>, mut req: Request, next: Next)
     if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
         render_into(&mut resp, &info.message, &facts);
     } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        // Glance lists the methods as "GET, POST"; HEAD is implied by GET here, not listed.
-        if let Some(allow) = header_str(resp.headers(), header::ALLOW.as_str()) {
-            let methods: Vec<&str> = allow
-                .split(',')
-                .map(str::trim)
-                .filter(|m| *m != "HEAD")
-                .collect();
-            if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
-                resp.headers_mut().insert(header::ALLOW, v);
-            }
-        }
         render_into(&mut resp, "", &facts);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -319,10 +319,8 @@ impl Db {
         Ok(())
     }
 
-    /// Ids of images left in `saving` (by a process that stopped mid-upload).
-    pub async fn images_in_status(&self, status: ImageStatus) -> Result<Vec<ImageId>, DbError> {
-        let mut q = self.sql("SELECT id FROM images WHERE deleted = 0 AND status = ");
-        q.bind(status.as_str().to_owned());
+    /// Runs a query selecting `id` and parses the ids.
+    async fn fetch_ids(&self, q: Sql) -> Result<Vec<ImageId>, DbError> {
         let rows = sqlx::query_with(&q.text, q.args)
             .fetch_all(&self.read)
             .await?;
@@ -334,20 +332,19 @@ impl Db {
             .collect()
     }
 
+    /// Ids of (non-deleted) images in `status`.
+    pub async fn images_in_status(&self, status: ImageStatus) -> Result<Vec<ImageId>, DbError> {
+        let mut q = self.sql("SELECT id FROM images WHERE deleted = 0 AND status = ");
+        q.bind(status.as_str().to_owned());
+        self.fetch_ids(q).await
+    }
+
     /// Ids of `pending_delete` images deleted before `before`.
     pub async fn pending_deletes(&self, before: i64) -> Result<Vec<ImageId>, DbError> {
         let mut q =
             self.sql("SELECT id FROM images WHERE status = 'pending_delete' AND deleted_at < ");
         q.bind(before);
-        let rows = sqlx::query_with(&q.text, q.args)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                ImageId::parse(&id).ok_or_else(|| corrupt("image id", &id))
-            })
-            .collect()
+        self.fetch_ids(q).await
     }
 
     /// Locations of the data of every image that is not deleted (or awaits the scrubber).
