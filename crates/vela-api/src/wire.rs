@@ -2,7 +2,7 @@
 //! absolute URLs and JSON bodies.
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ const REQUEST_ID: &str = "x-openstack-request-id";
 const MAX_REQUEST_ID: usize = 64;
 
 /// Assigns the request id and renders error bodies for the request's `Accept`.
-pub async fn layer(State(_state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn layer(mut req: Request, next: Next) -> Response {
     let facts = RequestFacts {
         method: req.method().clone(),
         accept: header_str(req.headers(), header::ACCEPT.as_str()),

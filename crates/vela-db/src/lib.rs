@@ -42,6 +42,9 @@ pub enum DbError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Sql(#[source] sqlx::Error),
+    /// The database URL names no supported database.
+    #[error("{0}")]
+    Config(String),
     /// A stored value could not be understood.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -106,7 +109,7 @@ impl Db {
         } else if opts.url.starts_with("mysql://") {
             (Dialect::Mysql, opts.url.clone())
         } else {
-            return Err(DbError::Corrupt(format!(
+            return Err(DbError::Config(format!(
                 "unsupported database URL '{}': use sqlite://, postgres:// or mysql:// (mariadb://)",
                 opts.url
             )));

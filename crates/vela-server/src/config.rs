@@ -8,7 +8,6 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
-use vela_domain::rules::{DEFAULT_CONTAINER_FORMATS, DEFAULT_DISK_FORMATS};
 
 /// Top-level sections, also the only `VELA_*` variables read.
 const SECTIONS: &[&str] = &["data_dir", "server", "database", "store", "images", "auth"];
@@ -152,18 +151,16 @@ impl Default for StoreConfig {
 
 impl Default for ImagesConfig {
     fn default() -> Self {
+        let rules = vela_domain::ImageRules::default();
         ImagesConfig {
             image_size_cap: 1 << 40,
             hashing_algorithm: "sha512".into(),
             limit_param_default: 25,
             api_limit_max: 1000,
-            disk_formats: DEFAULT_DISK_FORMATS.iter().map(|s| s.to_string()).collect(),
-            container_formats: DEFAULT_CONTAINER_FORMATS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            image_property_quota: 128,
-            image_tag_quota: 128,
+            disk_formats: rules.disk_formats,
+            container_formats: rules.container_formats,
+            image_property_quota: rules.image_property_quota,
+            image_tag_quota: rules.image_tag_quota,
             enabled_import_methods: Vec::new(),
             upload_lease_secs: 60,
             delayed_delete: false,

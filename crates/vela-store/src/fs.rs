@@ -2,7 +2,7 @@
 //!
 //! Writes go to `<dir>/.partial/<image>.<random>`, are synced, then renamed into place and the
 //! directory is synced, so an image's file exists only once its bytes are durable. Partial files
-//! left by a crash are removed by [`FsStore::clean_partial`] at startup.
+//! left by a crash are removed through [`Store::abort_partial`] once the upload's lease expired.
 
 use std::io::{self, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -41,16 +41,6 @@ impl FsStore {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Removes partial writes left behind by an interrupted process. Returns how many.
-    pub fn clean_partial(&self) -> io::Result<usize> {
-        let mut n = 0;
-        for entry in std::fs::read_dir(self.dir.join(PARTIAL))? {
-            std::fs::remove_file(entry?.path())?;
-            n += 1;
-        }
-        Ok(n)
     }
 
     fn path_of(&self, location: &str) -> Result<PathBuf, StoreError> {
