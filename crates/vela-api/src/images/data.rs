@@ -42,6 +42,20 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    // A refused upload may leave its body unread, so the connection cannot carry another
+    // request: say so, or a client reusing it would see the connection drop.
+    accept_upload(state, ctx, id, headers, body)
+        .await
+        .map_err(|e| e.with_header(header::CONNECTION, "close"))
+}
+
+async fn accept_upload(
+    state: AppState,
+    ctx: vela_domain::RequestContext,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
     let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
     let base = content_type.split(';').next().unwrap_or("").trim();
     if !base.eq_ignore_ascii_case("application/octet-stream") {
