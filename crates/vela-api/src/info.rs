@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
-use vela_domain::policy::Action;
+use vela_domain::policy::{Action, Target};
 
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::json_response;
 use crate::{ApiError, AppState};
 
@@ -35,9 +35,9 @@ pub async fn stores_detail(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
 ) -> Result<Response, ApiError> {
-    if !ctx.has_role("service") {
-        state.policy.enforce(Action::StoresInfoDetail, &ctx, None)?;
-    }
+    state
+        .policy
+        .enforce(Action::StoresInfoDetail, &ctx, &Target::default())?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"stores": [{

@@ -4,7 +4,7 @@
 //! bodies negotiated on `Accept`) and version negotiation; handlers parse path and body values
 //! into domain types, check policy, and call the repository and the store.
 
-pub mod context;
+pub mod auth;
 pub mod error;
 mod images;
 mod info;
@@ -23,7 +23,7 @@ use vela_domain::ImageRules;
 use vela_store::digest::HashAlgo;
 use vela_store::Store;
 
-pub use context::NoAuth;
+pub use auth::{Authenticator, NoAuth};
 pub use error::ApiError;
 
 /// Settings of the API layer.
@@ -39,8 +39,10 @@ pub struct ApiConfig {
     pub import_methods: Vec<String>,
     /// Base URL clients should use (`Location`, version links); else taken from `Host`.
     pub public_endpoint: Option<String>,
-    /// The request context used when no identity service is configured.
-    pub noauth: NoAuth,
+    /// How callers are identified.
+    pub auth: Authenticator,
+    /// The policy rules (Glance's defaults plus the operator's overrides).
+    pub policy: Policy,
     /// Formats and quotas.
     pub rules: ImageRules,
     /// Delete keeps the data (`pending_delete`) for the scrubber instead of removing it.
@@ -66,8 +68,8 @@ impl AppState {
         AppState {
             db,
             store,
+            policy: cfg.policy.clone(),
             cfg: Arc::new(cfg),
-            policy: Policy,
             schemas,
         }
     }
@@ -103,12 +105,26 @@ pub fn router(state: AppState) -> Router {
             post(images::actions::reactivate),
         )
         .route("/images/{id}/tasks", get(images::show::tasks))
+        .route(
+            "/images/{id}/members",
+            get(images::members::list).post(images::members::create),
+        )
+        .route(
+            "/images/{id}/members/{member}",
+            get(images::members::show)
+                .put(images::members::update)
+                .delete(images::members::delete),
+        )
         .route("/schemas/{name}", get(schemas::get))
         .route("/info/import", get(info::import))
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
         .route("/info/usage", get(info::usage))
-        .fallback(wire::not_found);
+        .fallback(wire::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ));
 
     let public = versions::PublicEndpoint(state.cfg.public_endpoint.clone());
     let api = Router::new()

@@ -29,7 +29,7 @@ fn corrupt(what: &str, v: &str) -> DbError {
 }
 
 /// A TEXT column. MySQL reports TEXT with a binary collation as a blob, so accept bytes too.
-fn text(row: &AnyRow, col: &str) -> Result<String, DbError> {
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, DbError> {
     match row.try_get::<String, _>(col) {
         Ok(s) => Ok(s),
         Err(_) => {
@@ -73,7 +73,7 @@ fn image_from_row(row: &AnyRow) -> Result<Image, DbError> {
 }
 
 impl Db {
-    fn sql(&self, text: &str) -> Sql {
+    pub(crate) fn sql(&self, text: &str) -> Sql {
         Sql::new(self.dialect, text)
     }
 
@@ -128,7 +128,7 @@ impl Db {
         Ok(())
     }
 
-    async fn fetch_one(
+    pub(crate) async fn fetch_one(
         &self,
         conn: &mut AnyConnection,
         id: &ImageId,

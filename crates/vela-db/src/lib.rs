@@ -8,6 +8,7 @@
 //! writers never fight over the file lock); reads use a separate pool.
 
 mod images;
+mod members;
 mod migrate;
 mod sql;
 

@@ -41,13 +41,16 @@ pub fn new_image(
         }
     }
 
-    if obj.contains_key("owner") && img.owner != ctx.project_id && !ctx.is_admin() {
-        return Err(DomainError::Forbidden(format!(
-            "You are not permitted to create images owned by '{}'.",
-            img.owner.as_deref().unwrap_or("None")
-        )));
+    let target = Target::image(&img, ctx);
+    if !policy.allows(Action::AddImage, ctx, &target) {
+        if img.owner != ctx.project_id {
+            return Err(DomainError::Forbidden(format!(
+                "You are not permitted to create images owned by '{}'",
+                img.owner.as_deref().unwrap_or("None")
+            )));
+        }
+        policy.enforce(Action::AddImage, ctx, &target)?;
     }
-    policy.enforce(Action::AddImage, ctx, Some(Target::from(&img)))?;
     check_visibility_change(&img, ctx, policy)?;
     rules.check_quotas(&img)?;
     Ok(img)
@@ -64,7 +67,7 @@ pub fn check_visibility_change(
         Visibility::Community => Action::CommunitizeImage,
         _ => return Ok(()),
     };
-    policy.enforce(action, ctx, Some(Target::from(img)))
+    policy.enforce(action, ctx, &Target::image(img, ctx))
 }
 
 #[cfg(test)]
@@ -81,7 +84,7 @@ mod tests {
     }
 
     fn create(body: Value, ctx: &RequestContext) -> Result<Image, DomainError> {
-        new_image(&body, ctx, &ImageRules::default(), &Policy, 0)
+        new_image(&body, ctx, &ImageRules::default(), &Policy::default(), 0)
     }
 
     #[test]

@@ -253,7 +253,14 @@ mod tests {
 
     fn run(img: &mut Image, doc: Value, d: Dialect) -> Result<(), DomainError> {
         let ops = parse(&doc, d)?;
-        apply(img, &ops, d, &admin(), &ImageRules::default(), &Policy)
+        apply(
+            img,
+            &ops,
+            d,
+            &admin(),
+            &ImageRules::default(),
+            &Policy::default(),
+        )
     }
 
     #[test]

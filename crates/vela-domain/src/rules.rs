@@ -118,6 +118,8 @@ pub struct ImageRules {
     pub image_property_quota: i64,
     /// Tags per image; negative means unlimited.
     pub image_tag_quota: i64,
+    /// Members per shared image; negative means unlimited.
+    pub image_member_quota: i64,
 }
 
 impl Default for ImageRules {
@@ -130,6 +132,7 @@ impl Default for ImageRules {
                 .collect(),
             image_property_quota: 128,
             image_tag_quota: 128,
+            image_member_quota: 128,
         }
     }
 }

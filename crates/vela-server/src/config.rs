@@ -80,6 +80,8 @@ pub struct ImagesConfig {
     pub image_property_quota: i64,
     /// Tags per image (negative: unlimited).
     pub image_tag_quota: i64,
+    /// Members per shared image (negative: unlimited).
+    pub image_member_quota: i64,
     /// Import methods advertised to clients.
     pub enabled_import_methods: Vec<String>,
     /// Seconds an upload stays `saving` without its node renewing the lease; after that any
@@ -98,12 +100,59 @@ pub struct ImagesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// `keystone`: validate tokens with a Keystone service (`[auth.keystone]`);
     /// `noauth`: trust identity headers (X-Roles, X-Project-Id, X-User-Id) set by a front end.
     pub mode: String,
-    /// Roles of requests without identity headers.
+    /// Let requests without a token through with no project and no roles (Glance's
+    /// `allow_anonymous_access`); the default rules let them read public images.
+    pub allow_anonymous_access: bool,
+    /// YAML (or JSON) file of oslo.policy rules overriding Glance's defaults by name.
+    pub policy_file: Option<PathBuf>,
+    /// `noauth`: roles of requests without identity headers.
     pub default_roles: Vec<String>,
+    /// `noauth`: project of requests without identity headers.
     pub default_project: Option<String>,
+    /// `noauth`: user of requests without identity headers.
     pub default_user: Option<String>,
+    pub keystone: KeystoneSection,
+}
+
+/// `[auth.keystone]`: the Keystone service tokens are validated with, and Vela's service user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeystoneSection {
+    /// Keystone's v3 URL, e.g. `http://keystone:5000/v3`.
+    pub auth_url: String,
+    /// Sent to clients in `WWW-Authenticate` on 401; default `auth_url`.
+    pub www_authenticate_uri: Option<String>,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Seconds allowed for each request to Keystone (then 503).
+    pub timeout_secs: u64,
+    /// Seconds a validated token is trusted before Keystone is asked again.
+    pub cache_ttl_secs: u64,
+    /// Most validated tokens kept.
+    pub cache_size: usize,
+}
+
+impl Default for KeystoneSection {
+    fn default() -> Self {
+        KeystoneSection {
+            auth_url: String::new(),
+            www_authenticate_uri: None,
+            username: "vela".into(),
+            password: String::new(),
+            project_name: "service".into(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            timeout_secs: 5,
+            cache_ttl_secs: 300,
+            cache_size: 10_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -161,6 +210,7 @@ impl Default for ImagesConfig {
             container_formats: rules.container_formats,
             image_property_quota: rules.image_property_quota,
             image_tag_quota: rules.image_tag_quota,
+            image_member_quota: rules.image_member_quota,
             enabled_import_methods: Vec::new(),
             upload_lease_secs: 60,
             delayed_delete: false,
@@ -174,9 +224,12 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: "noauth".into(),
+            allow_anonymous_access: false,
+            policy_file: None,
             default_roles: vec!["admin".into()],
             default_project: None,
             default_user: None,
+            keystone: KeystoneSection::default(),
         }
     }
 }
@@ -218,10 +271,21 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.auth.mode == "noauth",
-            "auth.mode must be 'noauth' (the only mode in this build)"
-        );
+        match self.auth.mode.as_str() {
+            "noauth" => {}
+            "keystone" => {
+                let k = &self.auth.keystone;
+                anyhow::ensure!(
+                    k.auth_url.starts_with("http://") || k.auth_url.starts_with("https://"),
+                    "auth.keystone.auth_url must be an http(s) URL when auth.mode = 'keystone'"
+                );
+                anyhow::ensure!(
+                    !k.password.is_empty(),
+                    "auth.keystone.password must be set when auth.mode = 'keystone'"
+                );
+            }
+            other => anyhow::bail!("auth.mode '{other}' is not one of: keystone, noauth"),
+        }
         anyhow::ensure!(
             self.images.limit_param_default >= 1,
             "images.limit_param_default must be at least 1"

@@ -1,6 +1,7 @@
 //! Vela's application wiring: configuration, startup (migrations, store, crash recovery),
 //! serving and graceful shutdown.
 
+pub mod auth;
 pub mod config;
 
 use std::future::Future;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use vela_api::{ApiConfig, AppState, NoAuth};
+use vela_api::{ApiConfig, AppState};
 use vela_db::{Db, DbOptions};
 use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
@@ -180,11 +181,8 @@ impl Application {
             hash_algo,
             import_methods: cfg.images.enabled_import_methods.clone(),
             public_endpoint: cfg.server.public_endpoint.clone(),
-            noauth: NoAuth {
-                default_roles: cfg.auth.default_roles.clone(),
-                default_project: cfg.auth.default_project.clone(),
-                default_user: cfg.auth.default_user.clone(),
-            },
+            auth: auth::authenticator(&cfg.auth)?,
+            policy: auth::load_policy(cfg.auth.policy_file.as_deref())?,
             delayed_delete: cfg.images.delayed_delete,
             upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
             rules: ImageRules {
@@ -192,6 +190,7 @@ impl Application {
                 container_formats: cfg.images.container_formats.clone(),
                 image_property_quota: cfg.images.image_property_quota,
                 image_tag_quota: cfg.images.image_tag_quota,
+                image_member_quota: cfg.images.image_member_quota,
             },
         };
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use vela_domain::policy::Action;
 
 use super::modify;
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::image_id;
 use crate::{ApiError, AppState};
 

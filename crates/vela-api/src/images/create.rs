@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::{base_url, json_body, json_response, ImageView};
 use crate::{ApiError, AppState};
 

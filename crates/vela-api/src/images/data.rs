@@ -19,7 +19,7 @@ use vela_store::digest::{digesting, Digest, Limits};
 use vela_store::{ByteRange, ByteStream, StoreError};
 
 use super::{load_for, modify};
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::{header_str, image_id};
 use crate::{ApiError, AppState};
 

@@ -6,9 +6,9 @@ use axum::response::Response;
 use serde::Serialize;
 use vela_db::Scope;
 use vela_domain::list::ListQuery;
-use vela_domain::policy::Action;
+use vela_domain::policy::{Action, Target};
 
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::{json_response, ImageView};
 use crate::{ApiError, AppState};
 
@@ -39,7 +39,9 @@ pub async fn list(
     Ctx(ctx): Ctx,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    state.policy.enforce(Action::GetImages, &ctx, None)?;
+    state
+        .policy
+        .enforce(Action::GetImages, &ctx, &Target::project(&ctx))?;
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
@@ -48,18 +50,25 @@ pub async fn list(
         project: ctx.project_id.clone(),
         is_admin: ctx.is_admin(),
     };
-    let images = state.db.list_images(&query, &scope).await?;
+    let mut images = state.db.list_images(&query, &scope).await?;
+    let last = images
+        .last()
+        .filter(|_| images.len() as i64 == query.limit)
+        .map(|img| img.id.to_string());
+    // Like Glance, each image also passes `get_image` (always true under the default rules).
+    images.retain(|img| {
+        state
+            .policy
+            .allows(Action::GetImage, &ctx, &Target::image(img, &ctx))
+    });
 
     let without_marker: Vec<(String, String)> =
         pairs.into_iter().filter(|(k, _)| k != "marker").collect();
-    let next = images
-        .last()
-        .filter(|_| images.len() as i64 == query.limit)
-        .map(|last| {
-            let mut next = without_marker.clone();
-            next.push(("marker".into(), last.id.to_string()));
-            link(&next)
-        });
+    let next = last.map(|last| {
+        let mut next = without_marker.clone();
+        next.push(("marker".into(), last));
+        link(&next)
+    });
     let page = Page {
         images: images.iter().map(ImageView).collect(),
         first: link(&without_marker),

@@ -5,11 +5,12 @@ pub mod create;
 pub mod data;
 pub mod delete;
 pub mod list;
+pub mod members;
 pub mod patch;
 pub mod show;
 pub mod tags;
 
-use vela_domain::policy::{visible, Action, Target};
+use vela_domain::policy::{visible, Action};
 use vela_domain::{DomainError, Image, ImageId, RequestContext};
 
 use crate::{ApiError, AppState};
@@ -39,7 +40,8 @@ pub async fn load_visible(
     Ok(img)
 }
 
-/// Loads a visible image and checks `action` on it (403 when refused).
+/// Loads a visible image and checks `action` on it (403 when refused, 404 when the caller
+/// may not `get_image` it either).
 pub async fn load_for(
     state: &AppState,
     ctx: &RequestContext,
@@ -47,13 +49,11 @@ pub async fn load_for(
     action: Action,
 ) -> Result<Image, ApiError> {
     let img = load_visible(state, ctx, id).await?;
-    state
-        .policy
-        .enforce(action, ctx, Some(Target::from(&img)))?;
+    state.policy.enforce_on_image(action, ctx, &img)?;
     Ok(img)
 }
 
-/// Checks `action` on `id`, then changes the image in one transaction, re-checking the policy
+/// Checks `action` on `id` (404 when the caller may not even see it), then changes the image in one transaction, re-checking the policy
 /// on the current record.
 pub async fn modify<T, F>(
     state: &AppState,
@@ -70,7 +70,7 @@ where
     let res = state
         .db
         .update_image(id, false, |img| {
-            policy.enforce(action, ctx, Some(Target::from(&*img)))?;
+            policy.enforce_on_image(action, ctx, img)?;
             f(img)
         })
         .await;

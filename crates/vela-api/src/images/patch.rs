@@ -8,7 +8,7 @@ use vela_domain::patch::{self, Dialect, MEDIA_TYPE_V20, MEDIA_TYPE_V21};
 use vela_domain::policy::Action;
 
 use super::modify;
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::{header_str, image_id, json_body, json_response, ImageView};
 use crate::{ApiError, AppState};
 

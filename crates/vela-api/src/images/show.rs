@@ -7,7 +7,7 @@ use serde_json::json;
 use vela_domain::policy::Action;
 
 use super::load_for;
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::{image_id, json_response, ImageView};
 use crate::{ApiError, AppState};
 

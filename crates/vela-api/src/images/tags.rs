@@ -7,7 +7,7 @@ use vela_domain::policy::Action;
 use vela_domain::DomainError;
 
 use super::modify;
-use crate::context::Ctx;
+use crate::auth::Ctx;
 use crate::wire::image_id;
 use crate::{ApiError, AppState};
 

@@ -1,17 +1,10 @@
-//! The one request-context extractor.
-//!
-//! Until an identity service is configured, Vela runs in `noauth` mode: it trusts the identity
-//! headers a Keystone front end sets (`X-Roles`, `X-Project-Id`/`X-Tenant-Id`, `X-User-Id`) and
-//! gives requests without them a configurable default context (admin by default, as Glance
-//! without Keystone does).
+//! `noauth` mode: trust the identity headers a Keystone front end sets (`X-Roles`,
+//! `X-Project-Id`/`X-Tenant-Id`, `X-User-Id`), with Keystone's implied roles added, and give
+//! requests without them a configurable default context (admin by default, as Glance without
+//! Keystone does). Only for a service behind a trusted proxy, or for tests.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use vela_domain::RequestContext;
-
-use crate::wire::RequestId;
-use crate::{ApiError, AppState};
 
 /// The context given to requests that carry no identity headers.
 #[derive(Debug, Clone)]
@@ -51,7 +44,8 @@ impl NoAuth {
                 self.default_project.clone(),
                 self.default_roles.clone(),
                 request_id,
-            );
+            )
+            .with_implied_roles();
         }
         let roles: Vec<String> = roles
             .unwrap_or_default()
@@ -60,25 +54,6 @@ impl NoAuth {
             .filter(|r| !r.is_empty())
             .map(str::to_owned)
             .collect();
-        RequestContext::new(user, project, roles, request_id)
-    }
-}
-
-/// Extractor for the caller's [`RequestContext`].
-pub struct Ctx(pub RequestContext);
-
-impl FromRequestParts<AppState> for Ctx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        Ok(Ctx(state.cfg.noauth.context(&parts.headers, request_id)))
+        RequestContext::new(user, project, roles, request_id).with_implied_roles()
     }
 }

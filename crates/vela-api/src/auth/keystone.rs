@@ -1,0 +1,245 @@
+//! `keystone` mode: tokens are validated by a Keystone v3 service, as keystonemiddleware does.
+//!
+//! Vela authenticates as its own service user (password, project-scoped), then asks
+//! `GET /v3/auth/tokens?nocatalog` with its token in `X-Auth-Token` and the caller's in
+//! `X-Subject-Token`. A valid answer becomes the request context (user, project, domains,
+//! roles, system scope) and is cached, keyed by the token's SHA-256, until the earlier of the
+//! cache TTL and the token's expiry. Keystone's 404 means an invalid token (401 to the caller);
+//! no answer, a timeout or a 5xx means 503. Tokens never appear in logs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use vela_domain::RequestContext;
+
+use super::{AuthError, TokenValidator};
+
+/// Where Keystone is and how Vela authenticates to it.
+#[derive(Debug, Clone)]
+pub struct KeystoneConfig {
+    /// Keystone's v3 endpoint, e.g. `http://keystone:5000/v3`.
+    pub auth_url: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Per-request timeout towards Keystone.
+    pub timeout: Duration,
+    /// How long a validated token is trusted without asking again.
+    pub cache_ttl: Duration,
+    /// Most tokens kept in the cache.
+    pub cache_size: usize,
+}
+
+/// A Keystone token validator.
+pub struct Keystone {
+    cfg: KeystoneConfig,
+    http: reqwest::Client,
+    service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], (RequestContext, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenInfo,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    id: String,
+    #[serde(default)]
+    domain: Option<Box<Named>>,
+}
+
+#[derive(Deserialize)]
+struct Role {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    expires_at: String,
+    user: Named,
+    #[serde(default)]
+    project: Option<Named>,
+    #[serde(default)]
+    domain: Option<Named>,
+    #[serde(default)]
+    system: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    roles: Vec<Role>,
+}
+
+fn expiry(expires_at: &str) -> Result<DateTime<Utc>, AuthError> {
+    DateTime::parse_from_rfc3339(expires_at)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| AuthError::Invalid("token has an unreadable expiry".into()))
+}
+
+/// The request context a Keystone (or Vela) token body describes, and when it expires.
+fn context_of(t: TokenInfo) -> Result<(RequestContext, DateTime<Utc>), AuthError> {
+    let expires = expiry(&t.expires_at)?;
+    let mut ctx = RequestContext::new(
+        Some(t.user.id),
+        t.project.as_ref().map(|p| p.id.clone()),
+        t.roles.into_iter().map(|r| r.name),
+        String::new(),
+    );
+    ctx.user_domain_id = t.user.domain.map(|d| d.id);
+    ctx.project_domain_id = t.project.and_then(|p| p.domain).map(|d| d.id);
+    if t.system.is_some_and(|s| s.contains_key("all")) {
+        ctx.system_scope = Some("all".into());
+    }
+    if t.domain.is_some() && ctx.project_id.is_none() && ctx.system_scope.is_none() {
+        // Domain-scoped: no image rule passes, like a system-scoped token.
+        ctx.system_scope = Some("domain".into());
+    }
+    Ok((ctx, expires))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Unavailable(format!("keystone: {e}"))
+}
+
+impl Keystone {
+    pub fn new(cfg: KeystoneConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("keystone client: {e}"))?;
+        Ok(Keystone {
+            cfg,
+            http,
+            service_token: tokio::sync::Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cfg.auth_url.trim_end_matches('/'))
+    }
+
+    /// Vela's own token, fetched when missing or about to expire.
+    async fn service_token(&self, refresh: bool) -> Result<String, AuthError> {
+        let mut slot = self.service_token.lock().await;
+        if let Some((tok, until)) = slot.as_ref() {
+            if !refresh && *until > Instant::now() {
+                return Ok(tok.clone());
+            }
+        }
+        let c = &self.cfg;
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": c.username, "password": c.password,
+                "domain": {"name": c.user_domain_name}}}},
+            "scope": {"project": {"name": c.project_name,
+                "domain": {"name": c.project_domain_name}}}}});
+        let resp = self
+            .http
+            .post(self.url("/auth/tokens?nocatalog"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!(
+                "service user '{}' could not authenticate: HTTP {}",
+                c.username,
+                resp.status()
+            )));
+        }
+        let tok = resp
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| unavailable("no X-Subject-Token in the service token answer"))?;
+        let info: TokenBody = resp.json().await.map_err(unavailable)?;
+        let expires = expiry(&info.token.expires_at).map_err(|_| unavailable("bad expiry"))?;
+        let left = (expires - Utc::now()).to_std().unwrap_or_default();
+        // Renew a minute early so a validation never carries an expiring service token.
+        let until = Instant::now() + left.saturating_sub(Duration::from_secs(60));
+        *slot = Some((tok.clone(), until));
+        Ok(tok)
+    }
+
+    async fn ask(&self, token: &str) -> Result<(RequestContext, DateTime<Utc>), AuthError> {
+        let mut refreshed = false;
+        loop {
+            let svc = self.service_token(refreshed).await?;
+            let resp = self
+                .http
+                .get(self.url("/auth/tokens?nocatalog"))
+                .header("x-auth-token", svc)
+                .header("x-subject-token", token)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            match resp.status().as_u16() {
+                200 => {
+                    let body: TokenBody = resp.json().await.map_err(unavailable)?;
+                    return context_of(body.token);
+                }
+                // Our own token was refused (expired or revoked early): get a new one once.
+                401 | 403 if !refreshed => refreshed = true,
+                400 | 404 => return Err(AuthError::Invalid("keystone: token not found".into())),
+                s => return Err(unavailable(format!("validation answered HTTP {s}"))),
+            }
+        }
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<RequestContext> {
+        let cache = self.cache.lock().ok()?;
+        let (ctx, until) = cache.get(key)?;
+        (*until > Instant::now()).then(|| ctx.clone())
+    }
+
+    fn remember(&self, key: [u8; 32], ctx: &RequestContext, expires: DateTime<Utc>) {
+        let to_expiry = (expires - Utc::now()).to_std().unwrap_or_default();
+        let until = Instant::now() + to_expiry.min(self.cfg.cache_ttl);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= self.cfg.cache_size {
+                let now = Instant::now();
+                cache.retain(|_, (_, u)| *u > now);
+                if cache.len() >= self.cfg.cache_size {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (ctx.clone(), until));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenValidator for Keystone {
+    async fn validate(&self, token: &str, request_id: &str) -> Result<RequestContext, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut ctx = match self.cached(&key) {
+            Some(ctx) => ctx,
+            None => {
+                let (ctx, expires) = self.ask(token).await?;
+                if expires <= Utc::now() {
+                    return Err(AuthError::Invalid("token expired".into()));
+                }
+                self.remember(key, &ctx, expires);
+                ctx
+            }
+        };
+        ctx.request_id = request_id.to_owned();
+        Ok(ctx)
+    }
+}
+
+/// Reads a Keystone-format token body (also what Vela's embedded service returns).
+pub fn parse_token_body(body: &[u8]) -> Result<(RequestContext, DateTime<Utc>), AuthError> {
+    let b: TokenBody = serde_json::from_slice(body)
+        .map_err(|e| AuthError::Invalid(format!("unreadable token body: {e}")))?;
+    context_of(b.token)
+}

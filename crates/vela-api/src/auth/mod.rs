@@ -1,0 +1,164 @@
+//! Authentication: every `/v2` request gets a [`RequestContext`] before it is routed.
+//!
+//! Three modes:
+//! - `noauth`: trust identity headers set by a front end ([`NoAuth`]);
+//! - `keystone`: validate `X-Auth-Token` against a Keystone v3 service
+//!   ([`keystone::Keystone`]);
+//! - `embedded`: validate tokens issued by Vela's own identity service (`/v3`).
+//!
+//! In the token modes a request without a token is refused with 401 and
+//! `WWW-Authenticate: Keystone uri="…"`, unless anonymous access is allowed; then it runs
+//! with a context that has no project and no roles, which the default rules let read public
+//! and community images only.
+
+pub mod keystone;
+pub mod noauth;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use vela_domain::RequestContext;
+
+pub use noauth::NoAuth;
+
+use crate::wire::RequestId;
+use crate::{ApiError, AppState};
+
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, malformed, expired, revoked or unknown token (401).
+    #[error("{0}")]
+    Invalid(String),
+    /// The identity service could not be asked (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Validates tokens: Keystone's, or Vela's own.
+#[async_trait::async_trait]
+pub trait TokenValidator: Send + Sync {
+    /// The caller's context for `token` (`request_id` is copied into it).
+    async fn validate(&self, token: &str, request_id: &str) -> Result<RequestContext, AuthError>;
+}
+
+/// How callers are identified.
+#[derive(Clone)]
+pub enum Authenticator {
+    NoAuth(NoAuth),
+    Token {
+        validator: Arc<dyn TokenValidator>,
+        /// Advertised in `WWW-Authenticate` on 401.
+        www_authenticate_uri: String,
+        /// Requests without a token run with an empty context instead of getting 401.
+        allow_anonymous: bool,
+    },
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Authenticator::NoAuth(NoAuth::default())
+    }
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Authenticator::NoAuth(n) => f.debug_tuple("NoAuth").field(n).finish(),
+            Authenticator::Token {
+                www_authenticate_uri,
+                allow_anonymous,
+                ..
+            } => f
+                .debug_struct("Token")
+                .field("www_authenticate_uri", www_authenticate_uri)
+                .field("allow_anonymous", allow_anonymous)
+                .finish(),
+        }
+    }
+}
+
+/// keystonemiddleware's 401: always JSON, with the identity service to ask.
+fn unauthorized(www_authenticate_uri: &str) -> Response {
+    let body = r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#;
+    let mut resp = (StatusCode::UNAUTHORIZED, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{www_authenticate_uri}\"")) {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// The token of a request: `X-Auth-Token`, or the legacy `X-Storage-Token`.
+pub fn request_token(h: &axum::http::HeaderMap) -> Option<&str> {
+    h.get("x-auth-token")
+        .or_else(|| h.get("x-storage-token"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Middleware: authenticates the request and stores its context for [`Ctx`].
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let mut ctx = match &state.cfg.auth {
+        Authenticator::NoAuth(n) => n.context(req.headers(), request_id),
+        Authenticator::Token {
+            validator,
+            www_authenticate_uri,
+            allow_anonymous,
+        } => match request_token(req.headers()) {
+            None if *allow_anonymous => RequestContext::new(None, None, Vec::new(), request_id),
+            None => return unauthorized(www_authenticate_uri),
+            Some(token) => match validator.validate(token, &request_id).await {
+                Ok(ctx) => ctx,
+                Err(AuthError::Invalid(why)) => {
+                    tracing::info!(reason = %why, "token refused");
+                    return unauthorized(www_authenticate_uri);
+                }
+                Err(AuthError::Unavailable(why)) => {
+                    tracing::error!(reason = %why, "identity service unavailable");
+                    return ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The identity service is temporarily unavailable.",
+                    )
+                    .into_response();
+                }
+            },
+        },
+    };
+    ctx.admin = state.policy.is_admin(&ctx);
+    req.extensions_mut().insert(ctx);
+    next.run(req).await
+}
+
+/// Extractor for the caller's [`RequestContext`] (set by [`layer`]).
+pub struct Ctx(pub RequestContext);
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .map(Ctx)
+            .ok_or_else(|| ApiError::internal("route served without authentication"))
+    }
+}

@@ -1,0 +1,69 @@
+//! Turning `[auth]` into the API's policy and authenticator.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use vela_api::auth::keystone::{Keystone, KeystoneConfig};
+use vela_api::{Authenticator, NoAuth};
+use vela_domain::policy::Policy;
+
+use crate::config::AuthConfig;
+
+/// Glance's default rules with the operator's policy file applied. A file that cannot be read
+/// or parsed, or a rule that does not parse, stops startup with the file and rule named.
+pub fn load_policy(file: Option<&Path>) -> anyhow::Result<Policy> {
+    let Some(path) = file else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    // oslo.policy files are YAML (JSON is YAML too): rule name -> rule string.
+    let rules: BTreeMap<String, String> = if text.trim().is_empty() {
+        BTreeMap::new()
+    } else {
+        serde_yaml_ng::from_str(&text).with_context(|| {
+            format!(
+                "policy file {} is not a mapping of rule names to rule strings",
+                path.display()
+            )
+        })?
+    };
+    Policy::with_overrides(rules).with_context(|| format!("policy file {}", path.display()))
+}
+
+/// The authenticator `[auth]` describes.
+pub fn authenticator(cfg: &AuthConfig) -> anyhow::Result<Authenticator> {
+    Ok(match cfg.mode.as_str() {
+        "keystone" => {
+            let k = &cfg.keystone;
+            let validator = Keystone::new(KeystoneConfig {
+                auth_url: k.auth_url.clone(),
+                username: k.username.clone(),
+                password: k.password.clone(),
+                project_name: k.project_name.clone(),
+                user_domain_name: k.user_domain_name.clone(),
+                project_domain_name: k.project_domain_name.clone(),
+                timeout: Duration::from_secs(k.timeout_secs.max(1)),
+                cache_ttl: Duration::from_secs(k.cache_ttl_secs),
+                cache_size: k.cache_size.max(1),
+            })
+            .map_err(anyhow::Error::msg)?;
+            Authenticator::Token {
+                validator: Arc::new(validator),
+                www_authenticate_uri: k
+                    .www_authenticate_uri
+                    .clone()
+                    .unwrap_or_else(|| k.auth_url.clone()),
+                allow_anonymous: cfg.allow_anonymous_access,
+            }
+        }
+        _ => Authenticator::NoAuth(NoAuth {
+            default_roles: cfg.default_roles.clone(),
+            default_project: cfg.default_project.clone(),
+            default_user: cfg.default_user.clone(),
+        }),
+    })
+}
