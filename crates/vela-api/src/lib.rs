@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod identity;
 mod images;
 mod info;
 mod schemas;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub cfg: Arc<ApiConfig>,
     pub policy: Policy,
+    /// The embedded identity service, when it serves `/v3`.
+    pub identity: Option<Arc<identity::Identity>>,
     schemas: Arc<schemas::Schemas>,
 }
 
@@ -69,9 +72,18 @@ impl AppState {
             db,
             store,
             policy: cfg.policy.clone(),
+            identity: None,
             cfg: Arc::new(cfg),
             schemas,
         }
+    }
+}
+
+impl AppState {
+    /// Serves the embedded identity service at `/v3`.
+    pub fn with_identity(mut self, identity: Arc<identity::Identity>) -> Self {
+        self.identity = Some(identity);
+        self
     }
 }
 
@@ -126,9 +138,15 @@ pub fn router(state: AppState) -> Router {
             auth::layer,
         ));
 
-    let public = versions::PublicEndpoint(state.cfg.public_endpoint.clone());
-    let api = Router::new()
-        .nest("/v2", v2)
+    let negotiation = versions::Negotiation {
+        public: state.cfg.public_endpoint.clone(),
+        identity: state.identity.is_some(),
+    };
+    let mut api = Router::new().nest("/v2", v2);
+    if let Some(id) = &state.identity {
+        api = api.nest("/v3", identity::routes::router(id.clone()));
+    }
+    let api = api
         .route("/healthcheck", get(|| async { "OK" }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -139,7 +157,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn_with_state(
-            public,
+            negotiation,
             versions::negotiate,
         ))
 }

@@ -46,9 +46,14 @@ fn respond(status: StatusCode, h: &HeaderMap, public: Option<&str>) -> Response 
         .into_response()
 }
 
-/// The base URL configured for links, if any.
+/// What version negotiation needs to know.
 #[derive(Debug, Clone)]
-pub struct PublicEndpoint(pub Option<String>);
+pub struct Negotiation {
+    /// The base URL configured for links, if any.
+    pub public: Option<String>,
+    /// `/v3` is the embedded identity service's, not an unknown image API version.
+    pub identity: bool,
+}
 
 fn accepted_prefix(seg: &str) -> bool {
     seg == "v2" || VERSIONS.contains(&seg)
@@ -56,18 +61,20 @@ fn accepted_prefix(seg: &str) -> bool {
 
 /// Answers `/` and `/versions`, maps `/v2.N/…` onto `/v2/…`, and answers every other
 /// unversioned path with the version document, as Glance's version negotiation does.
-pub async fn negotiate(
-    State(public): State<PublicEndpoint>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let public = public.0.as_deref();
+pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: Next) -> Response {
+    let public = neg.public.as_deref();
     let path = req.uri().path().to_owned();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if path == "/versions" {
         return respond(StatusCode::OK, req.headers(), public);
     }
-    if first == "healthcheck" || first == "v2" {
+    if neg.identity && path == "/v3/" {
+        // Keystone answers its version document with or without the slash.
+        if let Ok(uri) = "/v3".parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    if first == "healthcheck" || first == "v2" || (neg.identity && first == "v3") {
         let mut resp = next.run(req).await;
         crate::wire::tidy_allow(&mut resp);
         return resp;

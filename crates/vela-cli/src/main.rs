@@ -1,5 +1,7 @@
 //! `vela`: the Vela image service.
 
+mod identity;
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -48,7 +50,12 @@ enum Command {
     },
     /// Remove the data of images deleted with delayed_delete once scrub_time_secs passed.
     Scrub,
-    /// Print the effective configuration as JSON.
+    /// Users, projects and roles of the embedded identity service (`[auth] mode = "embedded"`).
+    Identity {
+        #[command(subcommand)]
+        command: identity::IdentityCommand,
+    },
+    /// Print the effective configuration as JSON (passwords masked).
     Config,
 }
 
@@ -158,8 +165,13 @@ async fn main() -> anyhow::Result<()> {
             println!("scrubbed {n} images");
             Ok(())
         }
+        Command::Identity { command } => identity::run(&cfg, command).await,
         Command::Config => {
-            println!("{}", serde_json::to_string_pretty(&cfg)?);
+            let mut shown = cfg.clone();
+            if !shown.auth.keystone.password.is_empty() {
+                shown.auth.keystone.password = "***".into();
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }
     }

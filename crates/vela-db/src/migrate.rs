@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_upload_lease.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_identity.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -20,14 +21,16 @@ const POSTGRES: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_upload_lease.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_identity.sql")),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
     (2, include_str!("../migrations/mysql/0002_upload_lease.sql")),
+    (3, include_str!("../migrations/mysql/0003_identity.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use vela_api::auth::keystone::{Keystone, KeystoneConfig};
+use vela_api::identity::Identity;
 use vela_api::{Authenticator, NoAuth};
+use vela_db::Db;
 use vela_domain::policy::Policy;
 
 use crate::config::AuthConfig;
@@ -34,8 +36,41 @@ pub fn load_policy(file: Option<&Path>) -> anyhow::Result<Policy> {
     Policy::with_overrides(rules).with_context(|| format!("policy file {}", path.display()))
 }
 
-/// The authenticator `[auth]` describes.
-pub fn authenticator(cfg: &AuthConfig) -> anyhow::Result<Authenticator> {
+/// The embedded identity service, when `[auth] mode = "embedded"`. Says how to create the
+/// first user when there is none.
+pub async fn identity(cfg: &AuthConfig, db: &Db) -> anyhow::Result<Option<Arc<Identity>>> {
+    if cfg.mode != "embedded" {
+        return Ok(None);
+    }
+    let id = Identity::new(
+        db.clone(),
+        Duration::from_secs(cfg.token_ttl_secs.max(1)),
+        Duration::from_secs(cfg.token_cache_secs),
+        cfg.region.clone(),
+    )
+    .await
+    .context("cannot start the embedded identity service")?;
+    if db.count_users().await? == 0 {
+        tracing::warn!(
+            "the embedded identity service has no users yet: create the admin with \
+             `vela identity bootstrap --password <PASSWORD>` (same --config/--data-dir)"
+        );
+    }
+    Ok(Some(Arc::new(id)))
+}
+
+/// The authenticator `[auth]` describes (`identity` is the embedded service, if enabled).
+pub fn authenticator(
+    cfg: &AuthConfig,
+    identity: Option<&Arc<Identity>>,
+) -> anyhow::Result<Authenticator> {
+    if let Some(id) = identity {
+        return Ok(Authenticator::Token {
+            validator: id.clone(),
+            www_authenticate_uri: String::new(),
+            allow_anonymous: cfg.allow_anonymous_access,
+        });
+    }
     Ok(match cfg.mode.as_str() {
         "keystone" => {
             let k = &cfg.keystone;

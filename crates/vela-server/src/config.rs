@@ -100,9 +100,18 @@ pub struct ImagesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// `embedded`: Vela serves Keystone's token API at `/v3` itself, with users, projects and
+    /// roles in its database (`vela identity …`);
     /// `keystone`: validate tokens with a Keystone service (`[auth.keystone]`);
     /// `noauth`: trust identity headers (X-Roles, X-Project-Id, X-User-Id) set by a front end.
     pub mode: String,
+    /// `embedded`: seconds a token lives.
+    pub token_ttl_secs: u64,
+    /// `embedded`: seconds a validated token is trusted by a node before the database is asked
+    /// again (a revocation reaches other nodes within this time).
+    pub token_cache_secs: u64,
+    /// `embedded`: the region named in the service catalog.
+    pub region: String,
     /// Let requests without a token through with no project and no roles (Glance's
     /// `allow_anonymous_access`); the default rules let them read public images.
     pub allow_anonymous_access: bool,
@@ -224,6 +233,9 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: "noauth".into(),
+            token_ttl_secs: 3600,
+            token_cache_secs: 5,
+            region: "RegionOne".into(),
             allow_anonymous_access: false,
             policy_file: None,
             default_roles: vec!["admin".into()],
@@ -272,7 +284,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         match self.auth.mode.as_str() {
-            "noauth" => {}
+            "noauth" | "embedded" => {}
             "keystone" => {
                 let k = &self.auth.keystone;
                 anyhow::ensure!(
@@ -284,7 +296,7 @@ impl Config {
                     "auth.keystone.password must be set when auth.mode = 'keystone'"
                 );
             }
-            other => anyhow::bail!("auth.mode '{other}' is not one of: keystone, noauth"),
+            other => anyhow::bail!("auth.mode '{other}' is not one of: embedded, keystone, noauth"),
         }
         anyhow::ensure!(
             self.images.limit_param_default >= 1,

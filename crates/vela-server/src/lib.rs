@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod identity_admin;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -172,6 +173,7 @@ impl Application {
                 cfg.images.hashing_algorithm
             )
         })?;
+        let identity = auth::identity(&cfg.auth, &db).await?;
         let api = ApiConfig {
             paging: Paging {
                 default_limit: cfg.images.limit_param_default,
@@ -181,7 +183,7 @@ impl Application {
             hash_algo,
             import_methods: cfg.images.enabled_import_methods.clone(),
             public_endpoint: cfg.server.public_endpoint.clone(),
-            auth: auth::authenticator(&cfg.auth)?,
+            auth: auth::authenticator(&cfg.auth, identity.as_ref())?,
             policy: auth::load_policy(cfg.auth.policy_file.as_deref())?,
             delayed_delete: cfg.images.delayed_delete,
             upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
@@ -194,7 +196,10 @@ impl Application {
             },
         };
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
-        let state = AppState::new(db.clone(), store.clone(), api);
+        let mut state = AppState::new(db.clone(), store.clone(), api);
+        if let Some(id) = identity {
+            state = state.with_identity(id);
+        }
         let router = vela_api::router(state).layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(

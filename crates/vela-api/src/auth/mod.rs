@@ -97,6 +97,15 @@ fn unauthorized(www_authenticate_uri: &str) -> Response {
     resp
 }
 
+/// The identity service to name on 401: the configured one, else this node's own `/v3`.
+fn challenge_uri(state: &AppState, req: &Request, configured: &str) -> String {
+    if configured.is_empty() {
+        format!("{}/v3", crate::wire::base_url(state, req.headers()))
+    } else {
+        configured.to_owned()
+    }
+}
+
 /// The token of a request: `X-Auth-Token`, or the legacy `X-Storage-Token`.
 pub fn request_token(h: &axum::http::HeaderMap) -> Option<&str> {
     h.get("x-auth-token")
@@ -121,12 +130,12 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             allow_anonymous,
         } => match request_token(req.headers()) {
             None if *allow_anonymous => RequestContext::new(None, None, Vec::new(), request_id),
-            None => return unauthorized(www_authenticate_uri),
+            None => return unauthorized(&challenge_uri(&state, &req, www_authenticate_uri)),
             Some(token) => match validator.validate(token, &request_id).await {
                 Ok(ctx) => ctx,
                 Err(AuthError::Invalid(why)) => {
                     tracing::info!(reason = %why, "token refused");
-                    return unauthorized(www_authenticate_uri);
+                    return unauthorized(&challenge_uri(&state, &req, www_authenticate_uri));
                 }
                 Err(AuthError::Unavailable(why)) => {
                     tracing::error!(reason = %why, "identity service unavailable");

@@ -1,0 +1,427 @@
+//! `/v3`: Keystone's version document and token API, as far as OpenStack clients use them.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use vela_db::identity::{Project, User};
+
+use super::{verify_password, Identity, Resolved};
+use crate::auth::{request_token, AuthError};
+use crate::wire::base_url;
+use crate::AppState;
+
+/// A Keystone-style error: always JSON.
+fn error(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "title": title}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "The request you have made requires authentication.",
+    )
+}
+
+fn from_auth(e: AuthError) -> Response {
+    match e {
+        AuthError::Invalid(why) => {
+            tracing::info!(reason = %why, "token refused");
+            unauthorized()
+        }
+        AuthError::Unavailable(why) => {
+            tracing::error!(reason = %why, "identity service unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The identity service is temporarily unavailable.",
+            )
+        }
+    }
+}
+
+fn db_error(e: vela_db::DbError) -> Response {
+    from_auth(AuthError::Unavailable(e.to_string()))
+}
+
+/// The `/v3` routes over the embedded identity service.
+pub fn router(identity: Arc<Identity>) -> Router<AppState> {
+    Router::new()
+        .route("/", get(version))
+        .route(
+            "/auth/tokens",
+            get(validate).head(validate).post(issue).delete(revoke),
+        )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
+        .layer(axum::Extension(identity))
+}
+
+/// `GET /v3`: Keystone's version document.
+pub async fn version(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    let body = json!({"version": {
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{base}/v3/")}],
+        "media-types": [{"base": "application/json",
+                         "type": "application/vnd.openstack.identity-v3+json"}],
+    }});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn timestamp(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+const DOMAIN: &str = "default";
+
+fn domain() -> Value {
+    json!({"id": DOMAIN, "name": "Default"})
+}
+
+/// The service catalog: this node's image API, and its identity API.
+fn catalog(base: &str, region: &str) -> Value {
+    let endpoints = |service: &str, url: &str| -> Vec<Value> {
+        ["public", "internal", "admin"]
+            .iter()
+            .map(|iface| {
+                json!({"id": format!("vela-{service}-{iface}"), "interface": iface,
+                       "region": region, "region_id": region, "url": url})
+            })
+            .collect()
+    };
+    json!([
+        {"id": "vela-image", "type": "image", "name": "glance",
+         "endpoints": endpoints("image", base)},
+        {"id": "vela-identity", "type": "identity", "name": "keystone",
+         "endpoints": endpoints("identity", &format!("{base}/v3"))},
+    ])
+}
+
+/// A token body as Keystone writes it.
+fn token_body(r: &Resolved, with_catalog: bool, base: &str, region: &str) -> Value {
+    let c = &r.claims;
+    let mut t = json!({
+        "methods": c.methods,
+        "user": {"id": r.user.id, "name": r.user.name, "domain": domain(),
+                 "password_expires_at": null},
+        "audit_ids": [c.id],
+        "expires_at": timestamp(c.exp),
+        "issued_at": timestamp(c.iat),
+    });
+    if let Some(p) = &r.project {
+        t["project"] = json!({"id": p.id, "name": p.name, "domain": domain()});
+        t["is_domain"] = json!(false);
+    }
+    if c.system {
+        t["system"] = json!({"all": true});
+    }
+    if c.project.is_some() || c.system {
+        t["roles"] = r
+            .roles
+            .iter()
+            .map(|role| json!({"id": role.id, "name": role.name}))
+            .collect();
+        if with_catalog {
+            t["catalog"] = catalog(base, region);
+        }
+    }
+    json!({ "token": t })
+}
+
+fn wants_catalog(query: &Option<String>) -> bool {
+    !query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "nocatalog" || kv.starts_with("nocatalog="))
+}
+
+fn bad_request(m: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, m)
+}
+
+/// Whether a `{"id"}`/`{"name"}` domain reference names the one domain.
+fn is_default_domain(d: Option<&Value>) -> bool {
+    match d {
+        None => true,
+        Some(d) => {
+            d.get("id").and_then(Value::as_str) == Some(DOMAIN)
+                || d.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case("default"))
+        }
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+enum Scope {
+    Unscoped,
+    Project(Project),
+    System,
+}
+
+async fn requested_scope(id: &Identity, auth: &Value, user: &User) -> Result<Scope, Response> {
+    let Some(scope) = auth.get("scope") else {
+        // Keystone scopes to the user's default project when no scope is asked for.
+        if let Some(p) = &user.default_project_id {
+            if let Ok(Some(p)) = id.db().find_project(p).await {
+                if p.enabled {
+                    return Ok(Scope::Project(p));
+                }
+            }
+        }
+        return Ok(Scope::Unscoped);
+    };
+    if scope.get("system").is_some() {
+        return Ok(Scope::System);
+    }
+    let Some(p) = scope.get("project") else {
+        return Err(bad_request("Only project and system scopes are supported."));
+    };
+    if !is_default_domain(p.get("domain")) {
+        return Err(unauthorized());
+    }
+    let key = str_field(p, "id")
+        .or_else(|| str_field(p, "name"))
+        .ok_or_else(|| bad_request("A project scope needs an id or a name."))?;
+    match id.db().find_project(key).await {
+        Ok(Some(p)) if p.enabled => Ok(Scope::Project(p)),
+        Ok(_) => Err(unauthorized()),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// The user a password or token method authenticates, and the methods used.
+async fn authenticate(
+    id: &Identity,
+    identity: &Value,
+) -> Result<(User, Vec<String>, Option<i64>), Response> {
+    let methods: Vec<String> = identity
+        .get("methods")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if methods.iter().any(|m| m == "password") {
+        let u = identity
+            .get("password")
+            .and_then(|p| p.get("user"))
+            .ok_or_else(|| bad_request("The password method needs a user."))?;
+        let password = str_field(u, "password").ok_or_else(unauthorized)?;
+        if !is_default_domain(u.get("domain")) {
+            return Err(unauthorized());
+        }
+        let key = str_field(u, "id")
+            .or_else(|| str_field(u, "name"))
+            .ok_or_else(|| bad_request("The password method needs a user id or name."))?;
+        let user = match id.db().find_user(key).await {
+            Ok(Some(u)) if u.enabled => u,
+            Ok(_) => return Err(unauthorized()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let (hash, pw) = (user.password_hash.clone(), password.to_owned());
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            tracing::info!(user = %user.name, "password authentication failed");
+            return Err(unauthorized());
+        }
+        return Ok((user, vec!["password".into()], None));
+    }
+    if methods.iter().any(|m| m == "token") {
+        let token = identity
+            .get("token")
+            .and_then(|t| str_field(t, "id"))
+            .ok_or_else(|| bad_request("The token method needs a token id."))?;
+        let r = id.resolve(token).await.map_err(from_auth)?;
+        let mut methods = r.claims.methods.clone();
+        if !methods.iter().any(|m| m == "token") {
+            methods.push("token".into());
+        }
+        return Ok((r.user, methods, Some(r.claims.exp)));
+    }
+    Err(unauthorized())
+}
+
+/// `POST /v3/auth/tokens`: password or token authentication, project/system/no scope.
+async fn issue(
+    State(state): State<AppState>,
+    axum::Extension(id): axum::Extension<Arc<Identity>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Expecting to find auth in the request body.");
+    };
+    let Some(auth) = body.get("auth") else {
+        return bad_request("Expecting to find auth in the request body.");
+    };
+    let Some(ident) = auth.get("identity") else {
+        return bad_request("Expecting to find identity in auth.");
+    };
+    let (user, methods, not_after) = match authenticate(&id, ident).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let scope = match requested_scope(&id, auth, &user).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let (project, system) = match &scope {
+        Scope::Unscoped => (None, false),
+        Scope::Project(p) => (Some(p), false),
+        Scope::System => (None, true),
+    };
+    let claims = id.claims(&user, project, system, methods, not_after);
+    let resolved = match id.resolve_claims(claims).await {
+        Ok(r) => r,
+        Err(e) => return from_auth(e),
+    };
+    let token = id.sign(&resolved.claims);
+    tracing::info!(user = %user.name, audit_id = %resolved.claims.id, "token issued");
+    let base = base_url(&state, &headers);
+    let body = token_body(&resolved, wants_catalog(&query), &base, &id.region);
+    let mut resp = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&token) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    resp
+}
+
+/// The caller's and the subject's tokens; the caller may look at the subject if it is an
+/// admin or a service, or if both tokens are the same user's.
+async fn caller_and_subject(
+    id: &Identity,
+    headers: &HeaderMap,
+) -> Result<(Resolved, String, Result<Resolved, AuthError>), Response> {
+    let caller = request_token(headers).ok_or_else(unauthorized)?;
+    let caller = id.resolve(caller).await.map_err(from_auth)?;
+    let subject = headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad_request("X-Subject-Token is required."))?
+        .to_owned();
+    let resolved = id.resolve(&subject).await;
+    Ok((caller, subject, resolved))
+}
+
+fn may_inspect(caller: &Resolved, subject: &Resolved) -> bool {
+    caller.user.id == subject.user.id
+        || caller
+            .roles
+            .iter()
+            .any(|r| r.name == "admin" || r.name == "service")
+}
+
+fn token_not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Could not find token.")
+}
+
+/// `GET`/`HEAD /v3/auth/tokens`: validates `X-Subject-Token`.
+async fn validate(
+    State(state): State<AppState>,
+    axum::Extension(id): axum::Extension<Arc<Identity>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (caller, _, subject) = match caller_and_subject(&id, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let subject = match subject {
+        Ok(s) => s,
+        Err(AuthError::Invalid(_)) => return token_not_found(),
+        Err(e) => return from_auth(e),
+    };
+    if !may_inspect(&caller, &subject) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to perform the requested action: identity:validate_token.",
+        );
+    }
+    let base = base_url(&state, &headers);
+    let body = token_body(&subject, wants_catalog(&query), &base, &id.region).to_string();
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        if method == Method::HEAD {
+            String::new()
+        } else {
+            body
+        },
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(
+        headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    ) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    resp
+}
+
+/// `DELETE /v3/auth/tokens`: revokes `X-Subject-Token`.
+async fn revoke(
+    axum::Extension(id): axum::Extension<Arc<Identity>>,
+    headers: HeaderMap,
+) -> Response {
+    let (caller, raw, subject) = match caller_and_subject(&id, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let subject = match subject {
+        Ok(s) => s,
+        Err(AuthError::Invalid(_)) => return token_not_found(),
+        Err(e) => return from_auth(e),
+    };
+    if !may_inspect(&caller, &subject) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to perform the requested action: identity:revoke_token.",
+        );
+    }
+    if let Err(e) = id.revoke(&raw, &subject.claims).await {
+        return db_error(e);
+    }
+    tracing::info!(audit_id = %subject.claims.id, "token revoked");
+    StatusCode::NO_CONTENT.into_response()
+}

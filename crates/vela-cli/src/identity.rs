@@ -1,0 +1,195 @@
+//! `vela identity …`: users, projects and roles of the embedded identity service.
+
+use clap::Subcommand;
+use vela_server::config::Config;
+use vela_server::identity_admin as admin;
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// Create the standard roles (admin, member, reader, service), the admin project and the
+    /// admin user with `admin` on that project and on the system. Run again to reset the
+    /// admin's password.
+    Bootstrap {
+        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[arg(long, default_value = "admin")]
+        project: String,
+    },
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage role assignments.
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    Create {
+        name: String,
+    },
+    /// Delete a project (by name or id) and its role assignments.
+    Delete {
+        project: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; with --project it gets --role there (default: member).
+    Create {
+        name: String,
+        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Delete a user (its tokens stop working).
+    Delete {
+        user: String,
+    },
+    /// Set a new password (the user's earlier tokens stop working).
+    SetPassword {
+        user: String,
+        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCommand {
+    /// Give a user a role on a project or on the system.
+    Grant {
+        role: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, conflicts_with = "system", required_unless_present = "system")]
+        project: Option<String>,
+        #[arg(long)]
+        system: bool,
+    },
+    /// Take a role away.
+    Revoke {
+        role: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, conflicts_with = "system", required_unless_present = "system")]
+        project: Option<String>,
+        #[arg(long)]
+        system: bool,
+    },
+    List,
+}
+
+fn target(project: &Option<String>, system: bool) -> admin::Target<'_> {
+    match project {
+        Some(p) if !system => admin::Target::Project(p),
+        _ => admin::Target::System,
+    }
+}
+
+pub async fn run(cfg: &Config, command: IdentityCommand) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = vela_server::open_db(cfg).await?;
+    let out = run_on(&db, cfg, command).await;
+    db.close().await;
+    out
+}
+
+async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> anyhow::Result<()> {
+    match command {
+        IdentityCommand::Bootstrap {
+            password,
+            username,
+            project,
+        } => {
+            let (u, p) = admin::bootstrap(db, &username, &password, &project).await?;
+            println!(
+                "user '{}' ({}) is admin of project '{}' ({}) and of the system",
+                u.name, u.id, p.name, p.id
+            );
+            if cfg.auth.mode != "embedded" {
+                println!(
+                    "note: auth.mode is '{}'; set it to 'embedded' to use these users",
+                    cfg.auth.mode
+                );
+            }
+            println!(
+                "clients: openstack --os-auth-url http://{}/v3 --os-username {} --os-password … \
+                 --os-project-name {} --os-user-domain-name Default --os-project-domain-name Default image list",
+                cfg.server.bind, u.name, p.name
+            );
+        }
+        IdentityCommand::Project { command } => match command {
+            ProjectCommand::Create { name } => {
+                let p = admin::create_project(db, &name).await?;
+                println!("{}\t{}", p.name, p.id);
+            }
+            ProjectCommand::Delete { project } => admin::delete_project(db, &project).await?,
+            ProjectCommand::List => {
+                for p in db.list_projects().await? {
+                    println!("{}\t{}", p.name, p.id);
+                }
+            }
+        },
+        IdentityCommand::User { command } => match command {
+            UserCommand::Create {
+                name,
+                password,
+                project,
+                mut roles,
+            } => {
+                if project.is_some() && roles.is_empty() {
+                    roles.push("member".into());
+                }
+                let u =
+                    admin::create_user(db, &name, &password, project.as_deref(), &roles).await?;
+                println!("{}\t{}", u.name, u.id);
+            }
+            UserCommand::Delete { user } => admin::delete_user(db, &user).await?,
+            UserCommand::SetPassword { user, password } => {
+                admin::set_password(db, &user, &password).await?
+            }
+            UserCommand::List => {
+                for line in admin::describe_users(db).await? {
+                    println!("{line}");
+                }
+            }
+        },
+        IdentityCommand::Role { command } => match command {
+            RoleCommand::Grant {
+                role,
+                user,
+                project,
+                system,
+            } => admin::grant(db, &role, &user, &target(&project, system)).await?,
+            RoleCommand::Revoke {
+                role,
+                user,
+                project,
+                system,
+            } => admin::revoke(db, &role, &user, &target(&project, system)).await?,
+            RoleCommand::List => {
+                for r in db.list_roles().await? {
+                    println!("{}\t{}", r.name, r.id);
+                }
+            }
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Managing the embedded identity service's users, projects and roles (`vela identity …`).
+
+use anyhow::{bail, Context};
+use vela_api::identity::hash_password;
+use vela_db::identity::{Project, Role, User, SYSTEM};
+use vela_db::Db;
+
+/// The roles Glance's default policy knows.
+pub const STANDARD_ROLES: &[&str] = &["admin", "member", "reader", "service"];
+
+fn hash(password: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+    hash_password(password).map_err(anyhow::Error::msg)
+}
+
+async fn user(db: &Db, key: &str) -> anyhow::Result<User> {
+    db.find_user(key)
+        .await?
+        .with_context(|| format!("no user '{key}'"))
+}
+
+async fn project(db: &Db, key: &str) -> anyhow::Result<Project> {
+    db.find_project(key)
+        .await?
+        .with_context(|| format!("no project '{key}'"))
+}
+
+/// Creates the standard roles, the admin project and the admin user (or resets its
+/// password), with `admin` on the project and on the system.
+pub async fn bootstrap(
+    db: &Db,
+    username: &str,
+    password: &str,
+    project_name: &str,
+) -> anyhow::Result<(User, Project)> {
+    let hashed = hash(password)?;
+    let mut admin_role = None;
+    for name in STANDARD_ROLES {
+        let r = db.ensure_role(name).await?;
+        if *name == "admin" {
+            admin_role = Some(r);
+        }
+    }
+    let admin_role = admin_role.context("admin role missing")?;
+    let project = match db.find_project(project_name).await? {
+        Some(p) => p,
+        None => db.create_project(project_name).await?,
+    };
+    let user = match db.find_user(username).await? {
+        Some(u) => {
+            db.set_password(&u.id, &hashed).await?;
+            u
+        }
+        None => db.create_user(username, &hashed, Some(&project.id)).await?,
+    };
+    db.grant(&user.id, &project.id, &admin_role.id).await?;
+    db.grant(&user.id, SYSTEM, &admin_role.id).await?;
+    Ok((user, project))
+}
+
+pub async fn create_project(db: &Db, name: &str) -> anyhow::Result<Project> {
+    anyhow::ensure!(!name.is_empty(), "the project name must not be empty");
+    Ok(db.create_project(name).await?)
+}
+
+pub async fn delete_project(db: &Db, key: &str) -> anyhow::Result<()> {
+    let p = project(db, key).await?;
+    db.delete_project(&p.id).await?;
+    Ok(())
+}
+
+/// Creates a user; with a project, gives it `roles` there (and makes it the default project).
+pub async fn create_user(
+    db: &Db,
+    name: &str,
+    password: &str,
+    project_key: Option<&str>,
+    roles: &[String],
+) -> anyhow::Result<User> {
+    anyhow::ensure!(!name.is_empty(), "the user name must not be empty");
+    let hashed = hash(password)?;
+    let project = match project_key {
+        Some(k) => Some(project(db, k).await?),
+        None => None,
+    };
+    if project.is_none() && !roles.is_empty() {
+        bail!("--role needs --project");
+    }
+    let user = db
+        .create_user(name, &hashed, project.as_ref().map(|p| p.id.as_str()))
+        .await?;
+    if let Some(p) = &project {
+        for r in roles {
+            let role = db.ensure_role(r).await?;
+            db.grant(&user.id, &p.id, &role.id).await?;
+        }
+    }
+    Ok(user)
+}
+
+pub async fn delete_user(db: &Db, key: &str) -> anyhow::Result<()> {
+    let u = user(db, key).await?;
+    db.delete_user(&u.id).await?;
+    Ok(())
+}
+
+/// Sets a new password; the user's earlier tokens stop working.
+pub async fn set_password(db: &Db, key: &str, password: &str) -> anyhow::Result<()> {
+    let u = user(db, key).await?;
+    db.set_password(&u.id, &hash(password)?).await?;
+    Ok(())
+}
+
+/// Where a role is granted: a project (id or name) or the system.
+pub enum Target<'a> {
+    Project(&'a str),
+    System,
+}
+
+async fn target_id(db: &Db, t: &Target<'_>) -> anyhow::Result<String> {
+    Ok(match t {
+        Target::Project(k) => project(db, k).await?.id,
+        Target::System => SYSTEM.to_owned(),
+    })
+}
+
+pub async fn grant(db: &Db, role: &str, user_key: &str, t: &Target<'_>) -> anyhow::Result<()> {
+    let u = user(db, user_key).await?;
+    let target = target_id(db, t).await?;
+    let r = db.ensure_role(role).await?;
+    db.grant(&u.id, &target, &r.id).await?;
+    Ok(())
+}
+
+pub async fn revoke(db: &Db, role: &str, user_key: &str, t: &Target<'_>) -> anyhow::Result<()> {
+    let u = user(db, user_key).await?;
+    let target = target_id(db, t).await?;
+    let r: Role = db
+        .list_roles()
+        .await?
+        .into_iter()
+        .find(|r| r.name == role)
+        .with_context(|| format!("no role '{role}'"))?;
+    if !db.revoke_grant(&u.id, &target, &r.id).await? {
+        bail!("user '{user_key}' does not hold role '{role}' there");
+    }
+    Ok(())
+}
+
+/// One line per user: name, id, default project, roles per project.
+pub async fn describe_users(db: &Db) -> anyhow::Result<Vec<String>> {
+    let projects = db.list_projects().await?;
+    let mut out = Vec::new();
+    for u in db.list_users().await? {
+        let mut grants = Vec::new();
+        for p in &projects {
+            let roles = db.roles_on(&u.id, &p.id).await?;
+            if !roles.is_empty() {
+                let names: Vec<_> = roles.iter().map(|r| r.name.as_str()).collect();
+                grants.push(format!("{}:{}", p.name, names.join("+")));
+            }
+        }
+        let sys = db.roles_on(&u.id, SYSTEM).await?;
+        if !sys.is_empty() {
+            let names: Vec<_> = sys.iter().map(|r| r.name.as_str()).collect();
+            grants.push(format!("system:{}", names.join("+")));
+        }
+        out.push(format!(
+            "{}\t{}\t{}{}",
+            u.name,
+            u.id,
+            grants.join(","),
+            if u.enabled { "" } else { "\t(disabled)" }
+        ));
+    }
+    Ok(out)
+}
