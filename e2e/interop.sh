@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Client interop test: drives the real OpenStack CLIs (`openstack image ...` from
-# python-openstackclient and `glance ...` from python-glanceclient) against Vela, without
-# Keystone, through a full image life cycle.
+# python-openstackclient and `glance ...` from python-glanceclient) against Vela through a full
+# image life cycle. The server it starts runs the embedded identity service: the CLIs log in
+# with a user name and password at $URL/v3 (Keystone v3 password auth), as against a cloud.
 #
 # Environment:
-#   VELA_URL             use this already-running server (e.g. http://127.0.0.1:9292);
-#                        otherwise "$VELA_BIN serve --bind 127.0.0.1:0" is started and stopped.
+#   VELA_URL             use this already-running server (e.g. http://127.0.0.1:9292) without
+#                        authentication (noauth; e.g. a Glance without Keystone); otherwise
+#                        "$VELA_BIN serve" is started (embedded identity, a user bootstrapped).
 #   VELA_BIN             server binary (default: $REPO/target/release/vela)
 #   VELA_E2E_VENV        venv holding the CLIs (default: $REPO/.venv-e2e; created if missing)
 #   VELA_E2E_SIZE        test image size in bytes (default: 3 MiB + 4321)
@@ -98,6 +100,14 @@ if [ -n "${VELA_URL:-}" ]; then
   URL="${VELA_URL%/}"
 else
   [ -x "$VELA_BIN" ] || die "server binary not found: $VELA_BIN (build it: cargo build --release, or set VELA_BIN / VELA_URL)"
+  # Embedded identity: an admin, and the user the CLIs log in as (member of project e2e).
+  export VELA_AUTH__MODE=embedded
+  E2E_PASSWORD="pw-$RANDOM-$RANDOM"
+  VELA_IDENTITY_PASSWORD="admin-$E2E_PASSWORD" "$VELA_BIN" --data-dir "$TMPDIR_DATA" identity bootstrap >"$WORK/bootstrap.log" 2>&1 ||
+    { cat "$WORK/bootstrap.log" >&2; die "identity bootstrap failed"; }
+  "$VELA_BIN" --data-dir "$TMPDIR_DATA" identity project create e2e >>"$WORK/bootstrap.log" 2>&1 &&
+    VELA_IDENTITY_PASSWORD="$E2E_PASSWORD" "$VELA_BIN" --data-dir "$TMPDIR_DATA" identity user create e2e-user --project e2e >>"$WORK/bootstrap.log" 2>&1 ||
+    { cat "$WORK/bootstrap.log" >&2; die "creating the e2e user failed"; }
   "$VELA_BIN" serve --bind 127.0.0.1:0 --data-dir "$TMPDIR_DATA" >"$SERVER_OUT" 2>"$SERVER_LOG" &
   SERVER_PID=$!
   URL=""
@@ -217,8 +227,50 @@ jcol() { "$PY" "$E2E_DIR/cliparse.py" json-col "$@"; }
 tget() { "$PY" "$E2E_DIR/cliparse.py" table-get "$@"; }
 tcol() { "$PY" "$E2E_DIR/cliparse.py" table-col "$@"; }
 
+# ---------------------------------------------------------------- authentication
+if [ -n "${E2E_PASSWORD:-}" ]; then
+  ks_args() {   # ks_args PASSWORD: Keystone v3 password-auth options for user e2e-user
+    printf '%s\n' --os-auth-url "$URL/v3" --os-username e2e-user --os-password "$1" \
+      --os-project-name e2e --os-user-domain-name Default --os-project-domain-name Default
+  }
+  mapfile -t KS_ARGS < <(ks_args "$E2E_PASSWORD")
+  OSC=("$VENV/bin/openstack" --os-identity-api-version 3 "${KS_ARGS[@]}")
+  GLC=("$VENV/bin/glance" "${KS_ARGS[@]}")
+else
+  OSC=("$VENV/bin/openstack" --os-auth-type none --os-endpoint "$URL")
+  GLC=("$VENV/bin/glance" --os-image-url "$URL" --os-auth-token x)
+fi
+
+# Password auth through the embedded identity service: a token, refusal of a wrong password,
+# and a revoked token refused by the image API.
+id_token() {
+  run "$WORK/token" "${OSC[@]}" token issue -f value -c id || return 1
+  TOKEN="$(head -n 1 "$WORK/token")"
+  [ -n "$TOKEN" ] || { note "no token printed"; return 1; }
+  run "$WORK/tlist" "$VENV/bin/openstack" --os-auth-type token --os-auth-url "$URL/v3" \
+    --os-token "$TOKEN" --os-project-name e2e --os-project-domain-name Default image list -f value
+}
+id_wrong_password() {
+  local bad
+  mapfile -t bad < <(ks_args "not-$E2E_PASSWORD")
+  run_fails "$WORK/badpw" "$VENV/bin/openstack" "${bad[@]}" image list || return 1
+  grep -qiE '401|authenticat' "$WORK/badpw.err" && return 0
+  note "expected an authentication error, got: $(tail -n 3 "$WORK/badpw.err" | tr '\n' ' ')"
+  return 1
+}
+id_revoke() {
+  [ -n "${TOKEN:-}" ] || { note "no token from the earlier step"; return 1; }
+  run "$WORK/revoke" "${OSC[@]}" token revoke "$TOKEN" || return 1
+  run_fails "$WORK/revoked" "$VENV/bin/openstack" --os-auth-type token --os-auth-url "$URL/v3" \
+    --os-token "$TOKEN" --os-project-name e2e --os-project-domain-name Default image list
+}
+if [ -n "${E2E_PASSWORD:-}" ]; then
+  step "identity: password token, used by openstack image list" id_token
+  step "identity: wrong password refused"                      id_wrong_password
+  step "identity: revoked token refused"                       id_revoke
+fi
+
 # ================================================================ openstack CLI
-OSC=("$VENV/bin/openstack" --os-auth-type none --os-endpoint "$URL")
 OS_NAME="vela-e2e-osc-$RUN_ID"
 OS_PROP="osc-$RUN_ID"
 OS_ID=""
@@ -316,7 +368,6 @@ step "openstack: reactivate"   os_reactivate
 step "openstack: delete"       os_delete
 
 # ================================================================ glance CLI
-GLC=("$VENV/bin/glance" --os-image-url "$URL" --os-auth-token x)
 GL_NAME="vela-e2e-glance-$RUN_ID"
 GL_PROP="glance-$RUN_ID"
 GL_ID=""

@@ -232,7 +232,7 @@ impl Default for ImagesConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            mode: "noauth".into(),
+            mode: "embedded".into(),
             token_ttl_secs: 3600,
             token_cache_secs: 5,
             region: "RegionOne".into(),

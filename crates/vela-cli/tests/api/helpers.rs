@@ -764,6 +764,11 @@ fn start_child(dir: &Path, config: Option<&str>, database_url: Option<&str>) -> 
     if let Some(url) = database_url {
         cmd.env("VELA_DATABASE__URL", url);
     }
+    // The suite speaks as personas through trusted identity headers (noauth) unless a test
+    // configures an identity mode itself.
+    if !config.is_some_and(|c| c.contains("mode =")) {
+        cmd.env("VELA_AUTH__MODE", "noauth");
+    }
     if let Some(toml) = config {
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, toml).unwrap();
