@@ -113,7 +113,8 @@ pub struct AuthConfig {
     /// `embedded`: the region named in the service catalog.
     pub region: String,
     /// Let requests without a token through with no project and no roles (Glance's
-    /// `allow_anonymous_access`); the default rules let them read public images.
+    /// `allow_anonymous_access`). Glance's default rules grant such callers nothing; open
+    /// public images to them with policy overrides (README, "Policy").
     pub allow_anonymous_access: bool,
     /// YAML (or JSON) file of oslo.policy rules overriding Glance's defaults by name.
     pub policy_file: Option<PathBuf>,

@@ -8,8 +8,8 @@
 //!
 //! In the token modes a request without a token is refused with 401 and
 //! `WWW-Authenticate: Keystone uri="…"`, unless anonymous access is allowed; then it runs
-//! with a context that has no project and no roles, which the default rules let read public
-//! and community images only.
+//! with a context that has no project and no roles (Glance's default rules grant it nothing;
+//! policy overrides decide what it may do).
 
 pub mod keystone;
 pub mod noauth;

@@ -12,6 +12,7 @@ mod helpers;
 mod cluster;
 mod data;
 mod errors;
+mod identity;
 mod images;
 mod list;
 mod patch;
