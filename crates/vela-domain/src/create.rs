@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::policy::protections::PropOp;
 use crate::policy::{Action, Policy, Target};
 use crate::rules::{classify, read_only, reserved, KeyKind};
 use crate::{DomainError, Image, ImageId, ImageRules, Micros, RequestContext, Visibility};
@@ -37,6 +38,9 @@ pub fn new_image(
             KeyKind::ReadOnly => return Err(read_only(key)),
             KeyKind::Reserved => return Err(reserved(key)),
             KeyKind::Base => rules.set_base(&mut img, key, value)?,
+            KeyKind::Custom if !policy.property_allowed(key, PropOp::Create, ctx) => {
+                return Err(reserved(key))
+            }
             KeyKind::Custom => rules.set_custom(&mut img, key, value)?,
         }
     }

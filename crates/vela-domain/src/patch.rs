@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::create::check_visibility_change;
+use crate::policy::protections::PropOp;
 use crate::policy::Policy;
 use crate::rules::{classify, read_only, reserved, KeyKind};
 use crate::{DomainError, Image, ImageRules, ImageStatus, RequestContext};
@@ -174,7 +175,7 @@ pub fn apply(
 ) -> Result<(), DomainError> {
     let original_visibility = img.visibility;
     for op in ops {
-        apply_one(img, op, dialect, ctx, rules)?;
+        apply_one(img, op, dialect, ctx, rules, policy)?;
     }
     if img.visibility != original_visibility {
         check_visibility_change(img, ctx, policy)?;
@@ -188,6 +189,7 @@ fn apply_one(
     dialect: Dialect,
     ctx: &RequestContext,
     rules: &ImageRules,
+    policy: &Policy,
 ) -> Result<(), DomainError> {
     let key = op.path[0].as_str();
     match classify(key) {
@@ -220,7 +222,17 @@ fn apply_one(
             rules.set_base(img, key, value)
         }
         KeyKind::Custom => {
-            let exists = img.properties.contains_key(key);
+            // A property the caller may not read does not exist for it.
+            let allowed = |o| policy.property_allowed(key, o, ctx);
+            let exists = img.properties.contains_key(key) && allowed(PropOp::Read);
+            let needed = match op.op {
+                Op::Remove => PropOp::Delete,
+                _ if exists => PropOp::Update,
+                _ => PropOp::Create,
+            };
+            if (exists || op.op != Op::Remove) && !allowed(needed) {
+                return Err(reserved(key));
+            }
             match op.op {
                 Op::Add if dialect == Dialect::V20 && exists => Err(DomainError::Conflict(
                     format!("Property {key} already present."),

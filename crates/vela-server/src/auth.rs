@@ -10,13 +10,46 @@ use vela_api::auth::keystone::{Keystone, KeystoneConfig};
 use vela_api::identity::Identity;
 use vela_api::{Authenticator, NoAuth};
 use vela_db::Db;
+use vela_domain::policy::protections::{PropOp, PropertyProtections, RuleFormat};
 use vela_domain::policy::Policy;
 
 use crate::config::AuthConfig;
 
-/// Glance's default rules with the operator's policy file applied. A file that cannot be read
-/// or parsed, or a rule that does not parse, stops startup with the file and rule named.
-pub fn load_policy(file: Option<&Path>) -> anyhow::Result<Policy> {
+/// The policy `[auth]` describes: Glance's defaults, the operator's policy file, property
+/// protections. Any unreadable or invalid file stops startup, naming the file and the rule.
+pub fn load_policy(cfg: &AuthConfig) -> anyhow::Result<Policy> {
+    let policy = load_policy_file(cfg.policy_file.as_deref())?;
+    let Some(path) = &cfg.property_protection_file else {
+        return Ok(policy);
+    };
+    let format = match cfg.property_protection_rule_format.as_str() {
+        "policies" => RuleFormat::Policies,
+        _ => RuleFormat::Roles,
+    };
+    let protections = load_protections(path, format)
+        .with_context(|| format!("property protection file {}", path.display()))?;
+    Ok(policy.with_protections(protections))
+}
+
+fn load_protections(path: &Path, format: RuleFormat) -> anyhow::Result<PropertyProtections> {
+    let ini = ini::Ini::load_from_file_noescape(path).context("cannot read it")?;
+    let mut sections = Vec::new();
+    for (name, props) in ini.iter() {
+        let Some(name) = name else { continue };
+        let mut perms: [String; 4] = Default::default();
+        for (slot, op) in perms.iter_mut().zip(PropOp::ALL) {
+            *slot = props
+                .get(op.as_str())
+                .with_context(|| format!("[{name}] has no '{}' permission", op.as_str()))?
+                .to_owned();
+        }
+        sections.push((name.to_owned(), perms));
+    }
+    anyhow::ensure!(!sections.is_empty(), "it has no [property] sections");
+    PropertyProtections::new(sections, format).map_err(anyhow::Error::msg)
+}
+
+fn load_policy_file(file: Option<&Path>) -> anyhow::Result<Policy> {
     let Some(path) = file else {
         return Ok(Policy::default());
     };

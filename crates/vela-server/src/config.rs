@@ -118,6 +118,11 @@ pub struct AuthConfig {
     pub allow_anonymous_access: bool,
     /// YAML (or JSON) file of oslo.policy rules overriding Glance's defaults by name.
     pub policy_file: Option<PathBuf>,
+    /// INI file of property protections (Glance's format: one `[regex]` section per property
+    /// pattern with `create`, `read`, `update`, `delete` permissions).
+    pub property_protection_file: Option<PathBuf>,
+    /// `roles` (permissions are role lists) or `policies` (a policy rule name each).
+    pub property_protection_rule_format: String,
     /// `noauth`: roles of requests without identity headers.
     pub default_roles: Vec<String>,
     /// `noauth`: project of requests without identity headers.
@@ -239,6 +244,8 @@ impl Default for AuthConfig {
             region: "RegionOne".into(),
             allow_anonymous_access: false,
             policy_file: None,
+            property_protection_file: None,
+            property_protection_rule_format: "roles".into(),
             default_roles: vec!["admin".into()],
             default_project: None,
             default_user: None,
@@ -284,6 +291,13 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(
+                self.auth.property_protection_rule_format.as_str(),
+                "roles" | "policies"
+            ),
+            "auth.property_protection_rule_format must be 'roles' or 'policies'"
+        );
         match self.auth.mode.as_str() {
             "noauth" | "embedded" => {}
             "keystone" => {

@@ -184,7 +184,7 @@ impl Application {
             import_methods: cfg.images.enabled_import_methods.clone(),
             public_endpoint: cfg.server.public_endpoint.clone(),
             auth: auth::authenticator(&cfg.auth, identity.as_ref())?,
-            policy: auth::load_policy(cfg.auth.policy_file.as_deref())?,
+            policy: auth::load_policy(&cfg.auth)?,
             delayed_delete: cfg.images.delayed_delete,
             upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
             rules: ImageRules {

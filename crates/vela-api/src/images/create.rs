@@ -26,7 +26,10 @@ pub async fn create(
     )?;
     state.db.create_image(&img).await?;
     tracing::info!(image_id = %img.id, request_id = %ctx.request_id, "image created");
-    let mut resp = json_response(StatusCode::CREATED, &ImageView(&img));
+    let mut resp = json_response(
+        StatusCode::CREATED,
+        &ImageView(&state.policy.redact(&img, &ctx)),
+    );
     let location = format!("{}/v2/images/{}", base_url(&state, &headers), img.id);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);

@@ -69,8 +69,12 @@ pub async fn list(
         next.push(("marker".into(), last));
         link(&next)
     });
+    let shown: Vec<_> = images
+        .iter()
+        .map(|img| state.policy.redact(img, &ctx))
+        .collect();
     let page = Page {
-        images: images.iter().map(ImageView).collect(),
+        images: shown.iter().map(|img| ImageView(img)).collect(),
         first: link(&without_marker),
         next,
         schema: "/v2/schemas/images",

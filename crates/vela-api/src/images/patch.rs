@@ -39,5 +39,8 @@ pub async fn patch(
         patch::apply(img, &ops, dialect, &ctx, &rules, &policy)
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &ImageView(&img)))
+    Ok(json_response(
+        StatusCode::OK,
+        &ImageView(&state.policy.redact(&img, &ctx)),
+    ))
 }

@@ -19,7 +19,10 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let id = image_id(&id)?;
     let img = load_for(&state, &ctx, &id, Action::GetImage).await?;
-    Ok(json_response(StatusCode::OK, &ImageView(&img)))
+    Ok(json_response(
+        StatusCode::OK,
+        &ImageView(&state.policy.redact(&img, &ctx)),
+    ))
 }
 
 /// Tasks of an image. Vela has no import tasks yet, so the list is empty.

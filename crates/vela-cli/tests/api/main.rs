@@ -16,6 +16,7 @@ mod identity;
 mod images;
 mod list;
 mod patch;
+mod protections;
 mod schemas;
 mod tags_actions;
 mod versions;

@@ -262,7 +262,7 @@ impl Check {
                 }
                 match env.cred(kind) {
                     Some(Cred::Str(s)) => s == want,
-                    Some(Cred::List(l)) => l.iter().any(|v| *v == want),
+                    Some(Cred::List(l)) => l.contains(&want),
                     Some(Cred::Bool(b)) => want == if b { "True" } else { "False" },
                     None => false,
                 }

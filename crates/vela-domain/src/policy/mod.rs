@@ -9,13 +9,16 @@
 //! a 403, whatever the policy says.
 
 pub mod check;
+pub mod protections;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::{DomainError, Image, RequestContext, Visibility};
 pub use check::{Check, ParseError};
 use check::{Cred, Env};
+use protections::{PropOp, PropertyProtections};
 
 /// An API action that is subject to policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,7 @@ fn py_bool(b: bool) -> String {
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Arc<HashMap<String, Check>>,
+    protections: Option<Arc<PropertyProtections>>,
 }
 
 impl Default for Policy {
@@ -277,7 +281,33 @@ impl Policy {
         }
         Ok(Policy {
             rules: Arc::new(rules),
+            protections: None,
         })
+    }
+
+    /// Adds property protections.
+    pub fn with_protections(mut self, p: PropertyProtections) -> Self {
+        self.protections = Some(Arc::new(p));
+        self
+    }
+
+    /// Whether `ctx` may apply `op` to the custom property `name` (always, without property
+    /// protections).
+    pub fn property_allowed(&self, name: &str, op: PropOp, ctx: &RequestContext) -> bool {
+        self.protections
+            .as_ref()
+            .is_none_or(|p| p.allows(name, op, ctx, self))
+    }
+
+    /// The image as `ctx` may see it: without the custom properties it may not read.
+    pub fn redact<'i>(&self, img: &'i Image, ctx: &RequestContext) -> Cow<'i, Image> {
+        let hidden = |k: &String| !self.property_allowed(k, PropOp::Read, ctx);
+        if self.protections.is_none() || !img.properties.keys().any(hidden) {
+            return Cow::Borrowed(img);
+        }
+        let mut img = img.clone();
+        img.properties.retain(|k, _| !hidden(k));
+        Cow::Owned(img)
     }
 
     /// Whether `ctx` passes the rule `name` on `target` (an unknown rule falls back to
