@@ -122,6 +122,17 @@ impl Keystone {
         })
     }
 
+    /// Sends a request, once more on a fresh connection if a pooled one turned out closed
+    /// (servers such as uwsgi close connections without saying so). Timeouts are not retried.
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, AuthError> {
+        let retry = rb.try_clone();
+        match (rb.send().await, retry) {
+            (Ok(resp), _) => Ok(resp),
+            (Err(e), Some(again)) if !e.is_timeout() => again.send().await.map_err(unavailable),
+            (Err(e), _) => Err(unavailable(e)),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.cfg.auth_url.trim_end_matches('/'))
     }
@@ -142,12 +153,8 @@ impl Keystone {
             "scope": {"project": {"name": c.project_name,
                 "domain": {"name": c.project_domain_name}}}}});
         let resp = self
-            .http
-            .post(self.url("/auth/tokens?nocatalog"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .send(self.http.post(self.url("/auth/tokens?nocatalog")).json(&body))
+            .await?;
         if !resp.status().is_success() {
             return Err(unavailable(format!(
                 "service user '{}' could not authenticate: HTTP {}",
@@ -175,13 +182,13 @@ impl Keystone {
         loop {
             let svc = self.service_token(refreshed).await?;
             let resp = self
-                .http
-                .get(self.url("/auth/tokens?nocatalog"))
-                .header("x-auth-token", svc)
-                .header("x-subject-token", token)
-                .send()
-                .await
-                .map_err(unavailable)?;
+                .send(
+                    self.http
+                        .get(self.url("/auth/tokens?nocatalog"))
+                        .header("x-auth-token", svc)
+                        .header("x-subject-token", token),
+                )
+                .await?;
             match resp.status().as_u16() {
                 200 => {
                     let body: TokenBody = resp.json().await.map_err(unavailable)?;

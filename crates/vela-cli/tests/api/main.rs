@@ -14,6 +14,7 @@ mod data;
 mod errors;
 mod identity;
 mod images;
+mod keystone;
 mod list;
 mod patch;
 mod protections;
