@@ -54,10 +54,12 @@ for _ in $(seq 300); do grep -q "vela listening" "$WORK/server.out" && break; sl
 grep -q "vela listening" "$WORK/server.out" || { echo "vela did not start"; exit 1; }
 "$REPO/scripts/keystone.sh" endpoint "$URL"
 
-as() {   # as USER PROJECT: the openstack CLI logged in at Keystone
+as() {   # as USER PROJECT ARGS...: the openstack CLI logged in at Keystone
+  local user="$1" project="$2"; shift 2
   "$OPENSTACK" --os-auth-url "$KEYSTONE_URL" --os-identity-api-version 3 \
-    --os-username "$1" --os-password secret --os-project-name "$2" \
-    --os-user-domain-name Default --os-project-domain-name Default --os-region-name RegionOne
+    --os-username "$user" --os-password secret --os-project-name "$project" \
+    --os-user-domain-name Default --os-project-domain-name Default --os-region-name RegionOne \
+    "$@" </dev/null
 }
 PASS=0 FAIL=0
 step() {
@@ -73,11 +75,16 @@ create() {
     --file "$WORK/image.bin" "ks-e2e-$$")"
   [ -n "$ID" ]
 }
-listed() { as alpha-member alpha image list -f value -c ID | grep -qx "$ID"; }
+listed() { as alpha-member alpha image list -f value -c ID | grep -x "$ID" >/dev/null; }
 saved() { as alpha-member alpha image save --file "$WORK/back.bin" "$ID" && cmp "$WORK/image.bin" "$WORK/back.bin"; }
-reader_reads() { as alpha-reader alpha image show -f value -c id "$ID" | grep -qx "$ID"; }
-reader_cannot_create() { ! as alpha-reader alpha image create "ks-e2e-reader-$$"; }
-other_project_blind() { ! as beta-member beta image show "$ID"; }
+reader_reads() { as alpha-reader alpha image show -f value -c id "$ID" | grep -x "$ID" >/dev/null; }
+refused() {   # refused PATTERN CMD...: CMD fails, saying PATTERN
+  local pattern="$1"; shift
+  if "$@" >"$WORK/refused.out" 2>&1; then echo "unexpectedly succeeded"; return 1; fi
+  grep -Ei "$pattern" "$WORK/refused.out" >/dev/null || { tail -n 5 "$WORK/refused.out"; return 1; }
+}
+reader_cannot_create() { refused '403|forbidden' as alpha-reader alpha image create "ks-e2e-reader-$$"; }
+other_project_blind() { refused 'no image|not found|404' as beta-member beta image show "$ID"; }
 deleted() { as alpha-member alpha image delete "$ID" && ! as alpha-member alpha image show "$ID"; }
 
 step "keystone: member creates an image (upload)" create

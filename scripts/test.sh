@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
 # Runs every test of the project:
-#  1. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
+#  1. a real Keystone on loopback (scripts/keystone.sh: PyPI `keystone`, SQLite, fernet) for the
+#     Keystone-mode tests (skipped with a warning when it cannot be started, unless
+#     VELA_REQUIRE_KEYSTONE=1, as in CI);
+#  2. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
 #     talks HTTP to it), on SQLite;
-#  2. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
+#  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
 #     database (skipped with a warning when that server is not reachable, unless
 #     VELA_REQUIRE_ALL_DBS=1, as in CI);
-#  3. the client interop test: the real OpenStack CLIs (python-openstackclient and
-#     python-glanceclient from PyPI) against a release build of the server.
+#  4. the client interop tests: the real OpenStack CLIs (python-openstackclient and
+#     python-glanceclient from PyPI) against a release build, logging in with passwords at
+#     Vela's embedded identity service, and through the real Keystone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+KEYSTONE_STARTED=0
+stop_keystone() { [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop || true; }
+trap stop_keystone EXIT
+if ks_env="$(bash scripts/keystone.sh start)"; then
+  eval "$ks_env"
+  KEYSTONE_STARTED=1
+elif [ "${VELA_REQUIRE_KEYSTONE:-0}" = 1 ]; then
+  echo "Keystone could not be started and VELA_REQUIRE_KEYSTONE=1" >&2
+  exit 1
+else
+  echo "WARNING: Keystone could not be started: Keystone-mode tests will be skipped" >&2
+fi
 
 cargo test --workspace --release
 
@@ -26,5 +43,11 @@ for db in postgres mysql; do
   fi
 done
 
-# `cargo test --release` has built target/release/vela (the binary the suite starts).
-VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}" bash e2e/interop.sh
+# `cargo test --release` has built target/release/vela (the binary the suites start).
+export VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}"
+echo "== interop: CLIs with the embedded identity service"
+bash e2e/interop.sh
+if [ "$KEYSTONE_STARTED" = 1 ]; then
+  echo "== interop: CLIs through Keystone"
+  bash e2e/keystone.sh
+fi

@@ -17,6 +17,9 @@ pub struct RequestContext {
     /// role). Set by [`RequestContext::new`] from the roles; the API layer re-evaluates it
     /// with the configured policy.
     pub admin: bool,
+    /// An anonymous caller: every write is refused before anything else (Glance's read-only
+    /// context).
+    pub read_only: bool,
     /// `x-openstack-request-id` of this request.
     pub request_id: String,
 }
@@ -48,6 +51,20 @@ impl RequestContext {
             request_id,
             ..RequestContext::default()
         }
+    }
+
+    /// The context of a caller without any identity (anonymous access).
+    pub fn anonymous(request_id: String) -> Self {
+        RequestContext {
+            read_only: true,
+            request_id,
+            ..RequestContext::default()
+        }
+    }
+
+    /// Whether the caller has no identity at all.
+    pub fn is_anonymous(&self) -> bool {
+        self.user_id.is_none() && self.project_id.is_none() && self.roles.is_empty()
     }
 
     /// Adds the roles Keystone's default role hierarchy implies (`admin` ⇒ `member` ⇒

@@ -173,12 +173,12 @@ pub fn apply(
     rules: &ImageRules,
     policy: &Policy,
 ) -> Result<(), DomainError> {
-    let original_visibility = img.visibility;
     for op in ops {
         apply_one(img, op, dialect, ctx, rules, policy)?;
-    }
-    if img.visibility != original_visibility {
-        check_visibility_change(img, ctx, policy)?;
+        // Like Glance, every visibility operation is checked for its value, changed or not.
+        if op.path[0] == "visibility" {
+            check_visibility_change(img, ctx, policy)?;
+        }
     }
     rules.check_quotas(img)
 }

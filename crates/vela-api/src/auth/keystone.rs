@@ -153,7 +153,11 @@ impl Keystone {
             "scope": {"project": {"name": c.project_name,
                 "domain": {"name": c.project_domain_name}}}}});
         let resp = self
-            .send(self.http.post(self.url("/auth/tokens?nocatalog")).json(&body))
+            .send(
+                self.http
+                    .post(self.url("/auth/tokens?nocatalog"))
+                    .json(&body),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(unavailable(format!(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use vela_domain::RequestContext;
@@ -129,7 +129,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             www_authenticate_uri,
             allow_anonymous,
         } => match request_token(req.headers()) {
-            None if *allow_anonymous => RequestContext::new(None, None, Vec::new(), request_id),
+            None if *allow_anonymous => RequestContext::anonymous(request_id),
             None => return unauthorized(&challenge_uri(&state, &req, www_authenticate_uri)),
             Some(token) => match validator.validate(token, &request_id).await {
                 Ok(ctx) => ctx,
@@ -149,6 +149,11 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         },
     };
     ctx.admin = state.policy.is_admin(&ctx);
+    // Glance's read-only (anonymous) context: every mutating call is a 403 up front.
+    ctx.read_only |= ctx.is_anonymous();
+    if ctx.read_only && !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return ApiError::forbidden("Read-only access").into_response();
+    }
     req.extensions_mut().insert(ctx);
     next.run(req).await
 }
