@@ -14,18 +14,21 @@ SIZE_MIB=${SIZE_MIB:-4096}
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/vela-bench.XXXXXX)}
 cargo build --release --bin vela >/dev/null 2>&1
 BIN=target/release/vela
+. "$(dirname "$0")/lib.sh"
+bench_bootstrap "$BIN" "$BENCH_DIR/data"
 
 "$BIN" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
 for _ in $(seq 100); do grep -q listening "$BENCH_DIR/out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^vela listening on //p' "$BENCH_DIR/out")
+TOKEN=$(bench_token "$URL")
 
 rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$PID/status; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "server peak RSS after start: $(rss)"
 
-ID=$(curl -sf -X POST "$URL/v2/images" -H 'Content-Type: application/json' \
+ID=$(curl -sf -H "X-Auth-Token: $TOKEN" -X POST "$URL/v2/images" -H 'Content-Type: application/json' \
   -d '{"name":"bench","disk_format":"raw","container_format":"bare"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
@@ -38,15 +41,15 @@ for _ in range(int(sys.argv[1])):
 ' "$SIZE_MIB"; }
 
 start=$(date +%s.%N)
-gen | curl -sf -X PUT -H 'Content-Type: application/octet-stream' -T - \
+gen | curl -sf -H "X-Auth-Token: $TOKEN" -X PUT -H 'Content-Type: application/octet-stream' -T - \
   "$URL/v2/images/$ID/file"
 end=$(date +%s.%N)
 up=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
 echo "upload:   ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${up} MB/s; peak RSS so far: $(rss)"
 
 start=$(date +%s.%N)
-curl -sf -o /dev/null "$URL/v2/images/$ID/file"
+curl -sf -H "X-Auth-Token: $TOKEN" -o /dev/null "$URL/v2/images/$ID/file"
 end=$(date +%s.%N)
 down=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
 echo "download: ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${down} MB/s; peak RSS: $(rss)"
-curl -sf "$URL/v2/images/$ID" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("image:", i["status"], i["size"], i["checksum"])'
+curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/images/$ID" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("image:", i["status"], i["size"], i["checksum"])'

@@ -14,6 +14,7 @@ DURATION=${DURATION:-10}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --bin vela >/dev/null 2>&1
 BIN=target/release/vela
+. "$(dirname "$0")/lib.sh"
 DB=${DB:-sqlite}
 DIR=$(mktemp -d /var/tmp/vela-meta.XXXXXX)
 PGBASE=${VELA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
@@ -63,19 +64,21 @@ else:
     os.system("psql \"$VELA_DATABASE__URL\" -qc 'ANALYZE'")
 print(rows[n // 2][0])
 PY
+bench_bootstrap "$BIN" "$DIR"
 
 "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DIR" >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 for _ in $(seq 100); do grep -q listening "$DIR/out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^vela listening on //p' "$DIR/out")
-MID=$(curl -sf "$URL/v2/images?limit=1&sort=name:asc&name=image-$(printf %06d $((IMAGES / 2)))" |
+TOKEN=$(bench_token "$URL")
+MID=$(curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/images?limit=1&sort=name:asc&name=image-$(printf %06d $((IMAGES / 2)))" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["id"])')
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $IMAGES images in $DB; wrk -t2 -c8 -d${DURATION}s"
 run() {
   local label=$1; shift
   local out
-  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
+  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency -H "X-Auth-Token: $TOKEN" "$@")
   local rps p50 p99 errs
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
