@@ -3,6 +3,7 @@
 # Keystone-mode tests.
 #
 #   scripts/keystone.sh start         fresh Keystone; prints `export KEYSTONE_...` lines on stdout
+#                                     (only those: `eval "$(scripts/keystone.sh start)"`)
 #   scripts/keystone.sh endpoint URL  registers URL as the image service (public/internal/admin)
 #   scripts/keystone.sh stop
 #
@@ -10,6 +11,7 @@
 #   project service, user vela/vela-secret with roles service and admin there (Vela's service
 #   user); projects alpha and beta; users alpha-member (member of alpha), alpha-reader
 #   (reader of alpha), beta-member (member of beta), all with password "secret".
+# Bootstrap's implied roles (admin -> manager -> member -> reader) put reader in member tokens.
 #
 # Environment: KEYSTONE_DIR (state, default ${TMPDIR:-/tmp}/vela-keystone), KEYSTONE_PORT
 # (default 5000), KEYSTONE_VENV (default $REPO/.venv-keystone; created when missing).
@@ -25,11 +27,15 @@ ADMIN_PASSWORD="${KEYSTONE_ADMIN_PASSWORD:-admin-secret}"
 log() { printf 'keystone: %s\n' "$*" >&2; }
 
 ensure_venv() {
-  if "$VENV/bin/python" -c 'import keystone, openstack' >/dev/null 2>&1 && [ -x "$VENV/bin/uwsgi" ]; then
+  if [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/keystone-manage" ] && [ -x "$VENV/bin/openstack" ] &&
+    "$VENV/bin/python" -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("keystone", "keystoneauth1", "openstackclient")))' 2>/dev/null; then
     return 0
   fi
-  log "installing keystone, uwsgi and python-openstackclient into $VENV"
-  python3 -m venv "$VENV"
+  local py
+  py="$(command -v python3.11 || command -v python3)"
+  log "installing keystone, uwsgi and python-openstackclient into $VENV (with $py)"
+  "$py" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check keystone uwsgi python-openstackclient >&2
 }
 
@@ -37,32 +43,39 @@ stop() {
   if [ -f "$DIR/uwsgi.pid" ]; then
     local pid
     pid="$(cat "$DIR/uwsgi.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -INT "$pid" 2>/dev/null || true   # uwsgi master: INT = shut down now
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -INT "$pid" 2>/dev/null || true   # uwsgi master: INT = stop master and workers now
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$DIR/uwsgi.pid"
   fi
-  # Workers of a master that died hard.
+  # Workers of a master that died hard (only this state dir's: the pattern holds its ini path).
   pkill -KILL -f "uwsgi --ini $DIR/uwsgi.ini" 2>/dev/null || true
 }
 
-admin_env() {
-  export OS_AUTH_URL="$URL" OS_USERNAME=admin OS_PASSWORD="$ADMIN_PASSWORD" OS_PROJECT_NAME=admin \
-    OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default OS_IDENTITY_API_VERSION=3
-}
+# keystone-manage under the state dir's config; without eventlet's deprecation banners.
+manage() { PYTHONWARNINGS=ignore "$VENV/bin/keystone-manage" --config-file "$DIR/keystone.conf" "$@" >&2; }
 
 start() {
   ensure_venv
   stop
+  # Another server on the port would answer the readiness check in our Keystone's place.
+  if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/"; then
+    log "127.0.0.1:$PORT is already in use (another Keystone? set KEYSTONE_PORT)"; exit 1
+  fi
   rm -rf "$DIR"
-  mkdir -p "$DIR/fernet" "$DIR/credential"
+  mkdir -p "$DIR"
+  mkdir -m 700 "$DIR/fernet" "$DIR/credential"   # Keystone warns about readable key repositories
+  # password_hash_rounds: bcrypt's default of 12 costs ~0.3 s per password check, i.e. per token
+  # issued; 4 (bcrypt's minimum) makes the tests' many logins cheap. Test-only Keystone.
   cat >"$DIR/keystone.conf" <<CONF
 [DEFAULT]
 log_file = $DIR/keystone.log
 [database]
 connection = sqlite:///$DIR/keystone.sqlite
+[identity]
+password_hash_rounds = 4
 [token]
 provider = fernet
 [fernet_tokens]
@@ -70,20 +83,12 @@ key_repository = $DIR/fernet
 [credential]
 key_repository = $DIR/credential
 CONF
-  local manage=("$VENV/bin/keystone-manage" --config-file "$DIR/keystone.conf")
-  log "db_sync, key setup, bootstrap"
-  "${manage[@]}" db_sync >&2
-  "${manage[@]}" fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" >&2
-  "${manage[@]}" credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)" >&2
-  "${manage[@]}" bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
-    --bootstrap-admin-url "$URL/" --bootstrap-public-url "$URL/" \
-    --bootstrap-internal-url "$URL/" --bootstrap-region-id RegionOne >&2
   cat >"$DIR/uwsgi.ini" <<INI
 [uwsgi]
 http-socket = 127.0.0.1:$PORT
 module = keystone.wsgi.api:application
 virtualenv = $VENV
-processes = 2
+processes = 4
 master = true
 lazy-apps = true
 pidfile = $DIR/uwsgi.pid
@@ -93,7 +98,46 @@ env = OS_KEYSTONE_CONFIG_FILES=$DIR/keystone.conf
 # that reuse it then fail with "connection reset". Say so.
 add-header = Connection: close
 INI
+  # A start that fails half-way leaves no server behind.
+  trap 'rc=$?; [ "$rc" = 0 ] || { log "start failed"; stop; }' EXIT
+
+  # uwsgi loads its workers while the database is set up: Keystone only reads the database and
+  # the key repositories per request (no cache by default).
+  log "serving on 127.0.0.1:$PORT; db_sync, key setup, bootstrap"
   "$VENV/bin/uwsgi" --ini "$DIR/uwsgi.ini"
+  # keystone-manage costs ~3 s of Python start-up per run: the four steps run in one process
+  # through keystone-manage's own entry (keystone.cmd.cli) and, should that ever fail with a
+  # future Keystone, as four keystone-manage runs (each step is idempotent).
+  local user group
+  user="$(id -un)"; group="$(id -gn)"
+  if ! PYTHONWARNINGS=ignore "$VENV/bin/python" - "$DIR/keystone.conf" "$user" "$group" \
+      "$ADMIN_PASSWORD" "$URL/" <<'PY' >&2; then
+import sys
+from keystone.cmd import cli
+import keystone.conf
+
+conf, user, group, password, url = sys.argv[1:]
+steps = [
+    ["db_sync"],
+    ["fernet_setup", "--keystone-user", user, "--keystone-group", group],
+    ["credential_setup", "--keystone-user", user, "--keystone-group", group],
+    ["bootstrap", "--bootstrap-password", password, "--bootstrap-admin-url", url,
+     "--bootstrap-public-url", url, "--bootstrap-internal-url", url,
+     "--bootstrap-region-id", "RegionOne"],
+]
+cli.main(argv=["keystone-manage", "--config-file", conf] + steps[0])   # registers and parses
+for step in steps[1:]:
+    keystone.conf.CONF(args=["--config-file", conf] + step, project="keystone")
+    keystone.conf.CONF.command.cmd_class.main()
+PY
+    log "in-process setup failed; running keystone-manage"
+    manage db_sync
+    manage fernet_setup --keystone-user "$user" --keystone-group "$group"
+    manage credential_setup --keystone-user "$user" --keystone-group "$group"
+    manage bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
+      --bootstrap-admin-url "$URL/" --bootstrap-public-url "$URL/" \
+      --bootstrap-internal-url "$URL/" --bootstrap-region-id RegionOne
+  fi
   for _ in $(seq 600); do
     curl -sf "$URL" >/dev/null 2>&1 && break
     sleep 0.1
@@ -101,34 +145,48 @@ INI
   if ! curl -sf "$URL" >/dev/null 2>&1; then
     log "did not answer on $URL within 60 s"; tail -n 50 "$DIR/uwsgi.log" >&2; exit 1
   fi
-  log "populating projects and users"
-  admin_env
-  "$VENV/bin/python" - <<'PY' >&2
-import openstack
 
-conn = openstack.connect()
-idn = conn.identity
+  log "creating projects, users and role assignments"
+  # One Python process, plain REST through keystoneauth (imports in ~0.3 s, where openstacksdk
+  # takes ~0.8 s and the openstack CLI ~1-2 s per call).
+  KS_URL="$URL" KS_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$VENV/bin/python" - <<'PY' >&2
+import os
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
 
-def project(name):
-    return idn.find_project(name, domain_id="default") or idn.create_project(name=name, domain_id="default")
+url = os.environ["KS_URL"]
 
-def role(name):
-    return idn.find_role(name) or idn.create_role(name=name)
+def login(user, password, project):
+    return session.Session(auth=v3.Password(
+        auth_url=url, username=user, password=password, user_domain_id="default",
+        project_name=project, project_domain_id="default"))
 
-def user(name, password, proj, roles):
-    u = idn.create_user(name=name, password=password, domain_id="default", default_project_id=proj.id)
-    for r in roles:
-        idn.assign_project_role_to_user(proj, u, role(r))
+admin = login("admin", os.environ["KS_ADMIN_PASSWORD"], "admin")   # raises on any HTTP error
 
-service, alpha, beta = project("service"), project("alpha"), project("beta")
-user("vela", "vela-secret", service, ["service", "admin"])
-user("alpha-member", "secret", alpha, ["member"])
-user("alpha-reader", "secret", alpha, ["reader"])
-user("beta-member", "secret", beta, ["member"])
-# Keystone's implied roles: a member token also carries reader.
-conn2 = openstack.connect(username="alpha-member", password="secret", project_name="alpha")
-access = conn2.session.auth.get_access(conn2.session)
-print("alpha-member token roles:", sorted(access.role_names))
+def post(kind, body):
+    return admin.post(f"{url}/{kind}s", json={kind: body}).json()[kind]["id"]
+
+roles = {r["name"]: r["id"] for r in admin.get(f"{url}/roles").json()["roles"]}
+for name in ("service", "admin", "member", "reader"):   # bootstrap makes them all, today
+    if name not in roles:
+        roles[name] = post("role", {"name": name})
+projects = {p: post("project", {"name": p, "domain_id": "default"})
+            for p in ("service", "alpha", "beta")}
+for name, password, project, user_roles in [
+    ("vela", "vela-secret", "service", ["service", "admin"]),
+    ("alpha-member", "secret", "alpha", ["member"]),
+    ("alpha-reader", "secret", "alpha", ["reader"]),
+    ("beta-member", "secret", "beta", ["member"]),
+]:
+    uid = post("user", {"name": name, "password": password, "domain_id": "default",
+                        "default_project_id": projects[project]})
+    for role in user_roles:
+        admin.put(f"{url}/projects/{projects[project]}/users/{uid}/roles/{roles[role]}")
+
+member = login("alpha-member", "secret", "alpha")
+got = sorted(member.auth.get_access(member).role_names)
+print("alpha-member token roles:", got)
+assert got == ["member", "reader"], got
 PY
   log "ready at $URL"
   cat <<ENV
@@ -142,21 +200,28 @@ ENV
 }
 
 endpoint() {
-  local image_url="$1"
-  admin_env
-  "$VENV/bin/python" - "$image_url" <<'PY' >&2
+  KS_URL="$URL" KS_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$VENV/bin/python" - "$1" <<'PY' >&2
+import os
 import sys
-import openstack
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
 
-url = sys.argv[1]
-idn = openstack.connect().identity
-svc = next((s for s in idn.services() if s.type == "image"), None) or \
-    idn.create_service(name="glance", type="image")
-for ep in list(idn.endpoints(service_id=svc.id)):
-    idn.delete_endpoint(ep)
+url, image_url = os.environ["KS_URL"], sys.argv[1]
+admin = session.Session(auth=v3.Password(
+    auth_url=url, username="admin", password=os.environ["KS_ADMIN_PASSWORD"],
+    user_domain_id="default", project_name="admin", project_domain_id="default"))
+services = admin.get(f"{url}/services", params={"type": "image"}).json()["services"]
+if services:
+    sid = services[0]["id"]
+else:
+    sid = admin.post(f"{url}/services",
+                     json={"service": {"name": "glance", "type": "image"}}).json()["service"]["id"]
+for ep in admin.get(f"{url}/endpoints", params={"service_id": sid}).json()["endpoints"]:
+    admin.delete(f"{url}/endpoints/{ep['id']}")
 for iface in ("public", "internal", "admin"):
-    idn.create_endpoint(service_id=svc.id, interface=iface, url=url, region_id="RegionOne")
-print("image endpoint:", url)
+    admin.post(f"{url}/endpoints", json={"endpoint": {
+        "service_id": sid, "interface": iface, "url": image_url, "region_id": "RegionOne"}})
+print("image endpoint:", image_url)
 PY
 }
 

@@ -26,12 +26,16 @@ pub fn load_policy(cfg: &AuthConfig) -> anyhow::Result<Policy> {
         "policies" => RuleFormat::Policies,
         _ => RuleFormat::Roles,
     };
-    let protections = load_protections(path, format)
+    let protections = load_protections(path, format, &policy)
         .with_context(|| format!("property protection file {}", path.display()))?;
     Ok(policy.with_protections(protections))
 }
 
-fn load_protections(path: &Path, format: RuleFormat) -> anyhow::Result<PropertyProtections> {
+fn load_protections(
+    path: &Path,
+    format: RuleFormat,
+    policy: &Policy,
+) -> anyhow::Result<PropertyProtections> {
     let ini = ini::Ini::load_from_file_noescape(path).context("cannot read it")?;
     let mut sections = Vec::new();
     for (name, props) in ini.iter() {
@@ -42,6 +46,18 @@ fn load_protections(path: &Path, format: RuleFormat) -> anyhow::Result<PropertyP
                 .get(op.as_str())
                 .with_context(|| format!("[{name}] has no '{}' permission", op.as_str()))?
                 .to_owned();
+        }
+        if format == RuleFormat::Policies {
+            for p in perms.iter().map(|p| p.trim()) {
+                if !matches!(p, "" | "@" | "!") && !policy.defines(p) {
+                    tracing::warn!(
+                        section = name,
+                        rule = p,
+                        "property protection names a policy rule the policy does not define: \
+                         it refuses everyone"
+                    );
+                }
+            }
         }
         sections.push((name.to_owned(), perms));
     }

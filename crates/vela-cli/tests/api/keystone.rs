@@ -52,12 +52,24 @@ async fn token(ks: &Keystone, user: &str, password: &str, project: &str) -> (Str
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "password": password, "domain": {"id": "default"}}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-    let resp = reqwest::Client::new()
-        .post(format!("{}/auth/tokens?nocatalog", ks.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    // uwsgi may drop a connection under the suite's parallel load: ask again, a few times.
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        match reqwest::Client::new()
+            .post(format!("{}/auth/tokens?nocatalog", ks.url))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(resp) => break resp,
+            Err(e) if attempt < 4 => {
+                eprintln!("token request for {user} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("Keystone did not answer a token request for {user}: {e}"),
+        }
+    };
     assert_eq!(resp.status(), StatusCode::CREATED, "token for {user}");
     let tok = resp.headers()["x-subject-token"]
         .to_str()

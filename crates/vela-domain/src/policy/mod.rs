@@ -327,6 +327,17 @@ impl Policy {
         })
     }
 
+    /// Whether `ctx` passes the rule `name`, which must exist (as oslo.policy's `rule:NAME`
+    /// check: a missing rule is false, not `default`).
+    pub fn check_defined(&self, name: &str, ctx: &RequestContext, target: &Target<'_>) -> bool {
+        self.rules.contains_key(name) && self.check(name, ctx, target)
+    }
+
+    /// Whether the rule `name` is defined.
+    pub fn defines(&self, name: &str) -> bool {
+        self.rules.contains_key(name)
+    }
+
     /// Whether `action` passes for `ctx` on `target`.
     pub fn allows(&self, action: Action, ctx: &RequestContext, target: &Target<'_>) -> bool {
         self.check(action.name(), ctx, target)

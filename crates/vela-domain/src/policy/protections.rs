@@ -92,7 +92,7 @@ impl PropertyProtections {
             Perm::Anyone => true,
             Perm::NoOne => false,
             Perm::Roles(roles) => roles.iter().any(|r| ctx.has_role(r)),
-            Perm::Policy(rule) => policy.check(rule, ctx, &Target::default()),
+            Perm::Policy(rule) => policy.check_defined(rule, ctx, &Target::default()),
         }
     }
 }
@@ -184,6 +184,13 @@ mod tests {
         assert!(p.allows("a", PropOp::Create, &ctx(&["creator"]), &policy));
         assert!(!p.allows("a", PropOp::Create, &ctx(&["member"]), &policy));
         assert!(!p.allows("a", PropOp::Delete, &ctx(&["admin"]), &policy));
+        // A policy the policy file does not define refuses (it does not fall back to default).
+        let p = PropertyProtections::new(
+            vec![(".*".into(), perms("undefined_rule", "@", "@", "@"))],
+            RuleFormat::Policies,
+        )
+        .unwrap();
+        assert!(!p.allows("a", PropOp::Create, &ctx(&["admin"]), &policy));
         assert!(PropertyProtections::new(
             vec![(".*".into(), perms("a,b", "@", "@", "@"))],
             RuleFormat::Policies
