@@ -44,8 +44,12 @@ stop() {
     local pid
     pid="$(cat "$DIR/uwsgi.pid")"
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill -INT "$pid" 2>/dev/null || true   # uwsgi master: INT = stop master and workers now
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      # INT tells the master to shut down (and not to respawn workers). A graceful uwsgi exit
+      # takes 2-4 s and there is nothing to save (start wipes the state): workers are killed,
+      # the master gets half a second.
+      kill -INT "$pid" 2>/dev/null || true
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      for _ in $(seq 5); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$DIR/uwsgi.pid"

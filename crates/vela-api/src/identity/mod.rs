@@ -196,6 +196,11 @@ pub struct Identity {
     ttl: Duration,
     cache_ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], (Resolved, Instant)>>,
+    /// Password checks running at once: each takes argon2's 19 MiB and a core for a moment,
+    /// so a burst of logins queues here instead of growing memory.
+    hashing: tokio::sync::Semaphore,
+    /// Checked for unknown users, so a login takes as long whether the user exists or not.
+    decoy_hash: String,
     /// Region named in the catalog.
     pub region: String,
 }
@@ -217,12 +222,30 @@ impl Identity {
             ttl: token_ttl,
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
+            decoy_hash: hash_password(&new_signing_key()).map_err(DbError::Config)?,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             region,
         })
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Checks a password against a user's hash (`None`: an unknown user, checked against a
+    /// decoy so that timing does not tell), off the async threads, a few at a time.
+    pub async fn check_password(&self, password: String, hash: Option<String>) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.decoy_hash.clone());
+        let Ok(_slot) = self.hashing.acquire().await else {
+            return false;
+        };
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        ok && known
     }
 
     /// Signs `claims` into a token string.

@@ -11,7 +11,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use vela_db::identity::{Project, User};
 
-use super::{verify_password, Identity, Resolved};
+use super::{Identity, Resolved};
 use crate::auth::{request_token, AuthError};
 use crate::wire::base_url;
 use crate::AppState;
@@ -242,18 +242,15 @@ async fn authenticate(
             .or_else(|| str_field(u, "name"))
             .ok_or_else(|| bad_request("The password method needs a user id or name."))?;
         let user = match id.db().find_user(key).await {
-            Ok(Some(u)) if u.enabled => u,
-            Ok(_) => return Err(unauthorized()),
+            Ok(u) => u.filter(|u| u.enabled),
             Err(e) => return Err(db_error(e)),
         };
-        let (hash, pw) = (user.password_hash.clone(), password.to_owned());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            tracing::info!(user = %user.name, "password authentication failed");
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = id.check_password(password.to_owned(), hash).await;
+        let Some(user) = user.filter(|_| ok) else {
+            tracing::info!("password authentication failed");
             return Err(unauthorized());
-        }
+        };
         return Ok((user, vec!["password".into()], None));
     }
     if methods.iter().any(|m| m == "token") {
