@@ -1,6 +1,6 @@
 //! `vela identity …`: users, projects and roles of the embedded identity service.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use vela_server::config::Config;
 use vela_server::identity_admin as admin;
 
@@ -71,36 +71,38 @@ pub enum UserCommand {
     List,
 }
 
+/// A role on a project or on the system, for a user.
+#[derive(Args, Debug)]
+pub struct Assignment {
+    /// Role name (admin, member, reader, service, or any other).
+    role: String,
+    /// User name or id.
+    #[arg(long)]
+    user: String,
+    /// Project name or id.
+    #[arg(long, conflicts_with = "system", required_unless_present = "system")]
+    project: Option<String>,
+    /// The role applies to the whole system (system-scoped tokens).
+    #[arg(long)]
+    system: bool,
+}
+
+impl Assignment {
+    fn target(&self) -> admin::Target<'_> {
+        match &self.project {
+            Some(p) if !self.system => admin::Target::Project(p),
+            _ => admin::Target::System,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum RoleCommand {
     /// Give a user a role on a project or on the system.
-    Grant {
-        role: String,
-        #[arg(long)]
-        user: String,
-        #[arg(long, conflicts_with = "system", required_unless_present = "system")]
-        project: Option<String>,
-        #[arg(long)]
-        system: bool,
-    },
+    Grant(Assignment),
     /// Take a role away.
-    Revoke {
-        role: String,
-        #[arg(long)]
-        user: String,
-        #[arg(long, conflicts_with = "system", required_unless_present = "system")]
-        project: Option<String>,
-        #[arg(long)]
-        system: bool,
-    },
+    Revoke(Assignment),
     List,
-}
-
-fn target(project: &Option<String>, system: bool) -> admin::Target<'_> {
-    match project {
-        Some(p) if !system => admin::Target::Project(p),
-        _ => admin::Target::System,
-    }
 }
 
 pub async fn run(cfg: &Config, command: IdentityCommand) -> anyhow::Result<()> {
@@ -172,18 +174,8 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
             }
         },
         IdentityCommand::Role { command } => match command {
-            RoleCommand::Grant {
-                role,
-                user,
-                project,
-                system,
-            } => admin::grant(db, &role, &user, &target(&project, system)).await?,
-            RoleCommand::Revoke {
-                role,
-                user,
-                project,
-                system,
-            } => admin::revoke(db, &role, &user, &target(&project, system)).await?,
+            RoleCommand::Grant(a) => admin::grant(db, &a.role, &a.user, &a.target()).await?,
+            RoleCommand::Revoke(a) => admin::revoke(db, &a.role, &a.user, &a.target()).await?,
             RoleCommand::List => {
                 for r in db.list_roles().await? {
                     println!("{}\t{}", r.name, r.id);

@@ -50,11 +50,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// Whether `password` matches the PHC string `hash`.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| {
-            argon2()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+        .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
 }
 

@@ -319,35 +319,42 @@ async fn issue(
     resp
 }
 
-/// The caller's and the subject's tokens; the caller may look at the subject if it is an
-/// admin or a service, or if both tokens are the same user's.
-async fn caller_and_subject(
+/// The subject token (`X-Subject-Token`, raw and resolved) the caller may act on under
+/// Keystone's `identity:<rule>`: admins and services may act on any token, users on their own.
+/// An invalid subject is a 404, an invalid caller a 401.
+async fn subject_for(
     id: &Identity,
     headers: &HeaderMap,
-) -> Result<(Resolved, String, Result<Resolved, AuthError>), Response> {
+    rule: &str,
+) -> Result<(String, Resolved), Response> {
     let caller = request_token(headers).ok_or_else(unauthorized)?;
     let caller = id.resolve(caller).await.map_err(from_auth)?;
-    let subject = headers
+    let raw = headers
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad_request("X-Subject-Token is required."))?
         .to_owned();
-    let resolved = id.resolve(&subject).await;
-    Ok((caller, subject, resolved))
-}
-
-fn may_inspect(caller: &Resolved, subject: &Resolved) -> bool {
-    caller.user.id == subject.user.id
+    let subject = match id.resolve(&raw).await {
+        Ok(s) => s,
+        Err(AuthError::Invalid(_)) => {
+            return Err(error(StatusCode::NOT_FOUND, "Could not find token."))
+        }
+        Err(e) => return Err(from_auth(e)),
+    };
+    let allowed = caller.user.id == subject.user.id
         || caller
             .roles
             .iter()
-            .any(|r| r.name == "admin" || r.name == "service")
-}
-
-fn token_not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "Could not find token.")
+            .any(|r| r.name == "admin" || r.name == "service");
+    if !allowed {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!("You are not authorized to perform the requested action: identity:{rule}."),
+        ));
+    }
+    Ok((raw, subject))
 }
 
 /// `GET`/`HEAD /v3/auth/tokens`: validates `X-Subject-Token`.
@@ -358,21 +365,10 @@ async fn validate(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (caller, _, subject) = match caller_and_subject(&id, &headers).await {
+    let (raw, subject) = match subject_for(&id, &headers, "validate_token").await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let subject = match subject {
-        Ok(s) => s,
-        Err(AuthError::Invalid(_)) => return token_not_found(),
-        Err(e) => return from_auth(e),
-    };
-    if !may_inspect(&caller, &subject) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "You are not authorized to perform the requested action: identity:validate_token.",
-        );
-    }
     let base = base_url(&state, &headers);
     let body = token_body(&subject, wants_catalog(&query), &base, &id.region).to_string();
     let mut resp = (
@@ -385,12 +381,7 @@ async fn validate(
         },
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(
-        headers
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    ) {
+    if let Ok(v) = HeaderValue::from_str(&raw) {
         resp.headers_mut().insert("x-subject-token", v);
     }
     resp
@@ -401,21 +392,10 @@ async fn revoke(
     axum::Extension(id): axum::Extension<Arc<Identity>>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, raw, subject) = match caller_and_subject(&id, &headers).await {
+    let (raw, subject) = match subject_for(&id, &headers, "revoke_token").await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let subject = match subject {
-        Ok(s) => s,
-        Err(AuthError::Invalid(_)) => return token_not_found(),
-        Err(e) => return from_auth(e),
-    };
-    if !may_inspect(&caller, &subject) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "You are not authorized to perform the requested action: identity:revoke_token.",
-        );
-    }
     if let Err(e) = id.revoke(&raw, &subject.claims).await {
         return db_error(e);
     }
