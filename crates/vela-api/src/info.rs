@@ -22,12 +22,32 @@ pub async fn import(State(state): State<AppState>) -> Response {
     )
 }
 
-/// `GET /v2/info/stores`: the configured store (Vela always answers, also with one store).
+/// The stores as `/v2/info/stores` lists them: `"default": "true"` on the default one only.
+fn store_list(state: &AppState, detail: bool) -> serde_json::Value {
+    let default = state.stores.default_store().id();
+    let stores: Vec<_> = state
+        .stores
+        .all()
+        .iter()
+        .map(|s| {
+            let mut v = json!({"id": s.id()});
+            if s.id() == default {
+                v["default"] = json!("true");
+            }
+            if detail {
+                v["type"] = json!(s.kind());
+                v["weight"] = json!(0);
+                v["properties"] = json!({});
+            }
+            v
+        })
+        .collect();
+    json!({ "stores": stores })
+}
+
+/// `GET /v2/info/stores`: the configured stores (Vela always answers, also with one store).
 pub async fn stores(State(state): State<AppState>) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({"stores": [{"id": state.store.id(), "default": "true"}]}),
-    )
+    json_response(StatusCode::OK, &store_list(&state, false))
 }
 
 /// `GET /v2/info/stores/detail`: admin (or service) only.
@@ -38,16 +58,7 @@ pub async fn stores_detail(
     state
         .policy
         .enforce(Action::StoresInfoDetail, &ctx, &Target::default())?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"stores": [{
-            "id": state.store.id(),
-            "default": "true",
-            "type": state.store.kind(),
-            "weight": 0,
-            "properties": {},
-        }]}),
-    ))
+    Ok(json_response(StatusCode::OK, &store_list(&state, true)))
 }
 
 /// `GET /v2/info/usage`: no unified limits, so no usage to report.

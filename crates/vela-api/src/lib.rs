@@ -22,7 +22,7 @@ use vela_domain::list::Paging;
 use vela_domain::policy::Policy;
 use vela_domain::ImageRules;
 use vela_store::digest::HashAlgo;
-use vela_store::Store;
+use vela_store::Stores;
 
 pub use auth::{Authenticator, NoAuth};
 pub use error::ApiError;
@@ -56,7 +56,8 @@ pub struct ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub store: Arc<dyn Store>,
+    /// The image stores (one, or several with a default).
+    pub stores: Stores,
     pub cfg: Arc<ApiConfig>,
     pub policy: Policy,
     /// The embedded identity service, when it serves `/v3`.
@@ -66,11 +67,11 @@ pub struct AppState {
 
 impl AppState {
     /// Bundles the layers below the API.
-    pub fn new(db: Db, store: Arc<dyn Store>, cfg: ApiConfig) -> Self {
+    pub fn new(db: Db, stores: Stores, cfg: ApiConfig) -> Self {
         let schemas = Arc::new(schemas::Schemas::new(&cfg.rules));
         AppState {
             db,
-            store,
+            stores,
             policy: cfg.policy.clone(),
             identity: None,
             cfg: Arc::new(cfg),

@@ -126,12 +126,27 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Respon
 }
 
 /// An image as the API shows it: every base field present (null when unset), custom
-/// properties at the top level, relative links. Serialized directly, without building a map.
-pub struct ImageView<'a>(pub &'a Image);
+/// properties at the top level, relative links, and with several stores configured the
+/// `stores` its data is in (as Glance's multi-store mode). Serialized directly, without
+/// building a map.
+pub struct ImageView<'a> {
+    pub img: &'a Image,
+    pub multi_store: bool,
+}
+
+impl<'a> ImageView<'a> {
+    /// `img` as `state` shows images.
+    pub fn new(state: &AppState, img: &'a Image) -> Self {
+        ImageView {
+            img,
+            multi_store: state.stores.is_multi(),
+        }
+    }
+}
 
 impl Serialize for ImageView<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let img = self.0;
+        let img = self.img;
         let id = img.id.as_str();
         let mut m = ser.serialize_map(Some(22 + img.properties.len()))?;
         for (k, v) in &img.properties {
@@ -155,6 +170,10 @@ impl Serialize for ImageView<'_> {
         m.serialize_entry("self", &format!("/v2/images/{id}"))?;
         m.serialize_entry("size", &img.size)?;
         m.serialize_entry("status", img.status.as_str())?;
+        if self.multi_store && !img.locations.is_empty() {
+            let stores: Vec<&str> = img.locations.iter().map(|l| l.store.as_str()).collect();
+            m.serialize_entry("stores", &stores.join(","))?;
+        }
         m.serialize_entry("tags", &img.tags)?;
         m.serialize_entry("updated_at", &format_timestamp(img.updated_at))?;
         m.serialize_entry("virtual_size", &img.virtual_size)?;

@@ -148,19 +148,19 @@ async fn main() -> anyhow::Result<()> {
             command: StoreCommand::Gc { grace_secs },
         } => {
             let db = vela_server::open_db(&cfg).await?;
-            let store = vela_server::open_store(&cfg)?;
+            let stores = vela_server::open_stores(&cfg)?;
             let grace =
                 std::time::Duration::from_secs(grace_secs.unwrap_or(cfg.store.gc_grace_secs));
-            let report = vela_server::gc_store(&db, store.as_ref(), grace).await?;
+            let report = vela_server::gc_stores(&db, &stores, grace).await?;
             db.close().await;
             println!("removed {} objects, kept {}", report.removed, report.kept);
             Ok(())
         }
         Command::Scrub => {
             let db = vela_server::open_db(&cfg).await?;
-            let store = vela_server::open_store(&cfg)?;
+            let stores = vela_server::open_stores(&cfg)?;
             let delay = std::time::Duration::from_secs(cfg.images.scrub_time_secs);
-            let n = vela_server::scrub(&db, store.as_ref(), delay).await?;
+            let n = vela_server::scrub(&db, &stores, delay).await?;
             db.close().await;
             println!("scrubbed {n} images");
             Ok(())

@@ -10,7 +10,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Top-level sections, also the only `VELA_*` variables read.
-const SECTIONS: &[&str] = &["data_dir", "server", "database", "store", "images", "auth"];
+const SECTIONS: &[&str] = &[
+    "data_dir", "server", "database", "store", "stores", "images", "auth",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,8 +23,34 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub store: StoreConfig,
+    /// More stores by name (Glance's multi-store): `[stores.NAME] type = "s3" | "file"`.
+    pub stores: std::collections::BTreeMap<String, NamedStore>,
     pub images: ImagesConfig,
     pub auth: AuthConfig,
+}
+
+/// `[stores.NAME]`: one more image store.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamedStore {
+    /// `file` (a directory) or `s3` (AWS or any S3-compatible service).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `file`: the directory.
+    pub path: Option<PathBuf>,
+    /// `s3`: endpoint URL (e.g. `https://s3.amazonaws.com`, `http://127.0.0.1:7480`).
+    pub endpoint: String,
+    /// `s3`: signing region (`us-east-1` when empty).
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// `s3`: object name prefix, e.g. `images/`.
+    pub prefix: String,
+    /// `s3`: `bucket.host` addressing instead of path style.
+    pub virtual_hosted_style: bool,
+    /// `s3`: multipart part size in MiB (5 or more; default 8).
+    pub part_size_mib: Option<u64>,
 }
 
 /// `[server]`
@@ -53,6 +81,9 @@ pub struct DatabaseConfig {
 pub struct StoreConfig {
     /// Store id shown in `/v2/info/stores`.
     pub id: String,
+    /// The store new image data goes to unless a request names one (`X-Image-Meta-Store`);
+    /// default: this file store.
+    pub default: Option<String>,
     /// Directory of image files; default `<data_dir>/images`.
     pub path: Option<PathBuf>,
     /// Seconds between sweeps removing data no image references (0: never; `vela store gc`
@@ -177,6 +208,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             store: StoreConfig::default(),
+            stores: Default::default(),
             images: ImagesConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -206,6 +238,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             id: "file".into(),
+            default: None,
             path: None,
             gc_interval_secs: 3600,
             gc_grace_secs: 900,
@@ -298,6 +331,26 @@ impl Config {
             ),
             "auth.property_protection_rule_format must be 'roles' or 'policies'"
         );
+        for (name, s) in &self.stores {
+            anyhow::ensure!(
+                name != &self.store.id,
+                "[stores.{name}] has the id of the built-in file store ([store] id)"
+            );
+            match s.kind.as_str() {
+                "file" => anyhow::ensure!(s.path.is_some(), "[stores.{name}] needs a path"),
+                "s3" => anyhow::ensure!(
+                    !s.endpoint.is_empty() && !s.bucket.is_empty(),
+                    "[stores.{name}] needs an endpoint and a bucket"
+                ),
+                other => anyhow::bail!("[stores.{name}] type '{other}' is not one of: file, s3"),
+            }
+        }
+        if let Some(d) = &self.store.default {
+            anyhow::ensure!(
+                d == &self.store.id || self.stores.contains_key(d),
+                "store.default '{d}' is not a configured store"
+            );
+        }
         match self.auth.mode.as_str() {
             "noauth" | "embedded" => {}
             "keystone" => {

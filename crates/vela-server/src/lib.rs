@@ -18,7 +18,8 @@ use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::FsStore;
-use vela_store::Store;
+use vela_store::object::{ObjectBackend, S3Config};
+use vela_store::{Store, Stores};
 
 pub use config::Config;
 
@@ -27,7 +28,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
-    store: Arc<dyn Store>,
+    store: Stores,
     sweep_every: Duration,
     gc_every: Duration,
     gc_grace: Duration,
@@ -53,7 +54,7 @@ pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
 /// Returns abandoned uploads (their node stopped renewing the lease) to `queued` and removes
 /// their partial data. Safe to run on every node at once: each image is reclaimed under its
 /// row lock, and only if its lease is still expired then.
-pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Result<usize> {
+pub async fn sweep_abandoned_uploads(db: &Db, stores: &Stores) -> anyhow::Result<usize> {
     let now = vela_domain::now_micros();
     let mut reclaimed = 0;
     for id in db.images_in_status(ImageStatus::Saving).await? {
@@ -69,7 +70,9 @@ pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Resu
             .await;
         match res {
             Ok((_, true)) => {
-                store.abort_partial(id.as_str()).await?;
+                for store in stores.all() {
+                    store.abort_partial(id.as_str()).await?;
+                }
                 tracing::warn!(image_id = %id, "abandoned upload: image returned to queued");
                 reclaimed += 1;
             }
@@ -82,7 +85,7 @@ pub async fn sweep_abandoned_uploads(db: &Db, store: &dyn Store) -> anyhow::Resu
 
 /// The scrubber: removes the data of `pending_delete` images deleted more than `delay` ago,
 /// then marks them `deleted`. Returns how many images were scrubbed.
-pub async fn scrub(db: &Db, store: &dyn Store, delay: Duration) -> anyhow::Result<usize> {
+pub async fn scrub(db: &Db, stores: &Stores, delay: Duration) -> anyhow::Result<usize> {
     let delay = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
     let before = vela_domain::now_micros().saturating_sub(delay);
     let mut scrubbed = 0;
@@ -90,7 +93,7 @@ pub async fn scrub(db: &Db, store: &dyn Store, delay: Duration) -> anyhow::Resul
         let img = db.get_image(&id, true).await?;
         // Data first: if this stops half-way the image stays pending and the next pass retries.
         for loc in &img.locations {
-            store.delete(&loc.url).await?;
+            stores.store_of(&loc.store)?.delete(&loc.url).await?;
         }
         db.update_image(&id, true, |img| {
             if img.status == ImageStatus::PendingDelete {
@@ -115,7 +118,17 @@ pub struct GcReport {
 /// Removes store objects no image references: complete files of deleted or unknown images,
 /// and partial files of uploads that are no longer running. Objects younger than `grace` are
 /// kept (a file is renamed into place a moment before its image becomes active).
-pub async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result<GcReport> {
+pub async fn gc_stores(db: &Db, stores: &Stores, grace: Duration) -> anyhow::Result<GcReport> {
+    let mut report = GcReport::default();
+    for store in stores.all() {
+        let r = gc_store(db, store.as_ref(), grace).await?;
+        report.removed += r.removed;
+        report.kept += r.kept;
+    }
+    Ok(report)
+}
+
+async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result<GcReport> {
     // List first, read references second: an object activated in between counts as referenced.
     let objects = store.list().await?;
     let referenced = db.referenced_locations().await?;
@@ -145,12 +158,46 @@ pub async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Re
     Ok(report)
 }
 
-/// Opens the configured store.
-pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let dir = cfg.store_dir();
-    let store = FsStore::open(cfg.store.id.clone(), &dir)
-        .with_context(|| format!("opening the image store at {}", dir.display()))?;
-    Ok(Arc::new(store))
+/// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]`.
+pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
+    let open_dir = |id: &str, dir: &std::path::Path| -> anyhow::Result<Arc<dyn Store>> {
+        let store = FsStore::open(id, dir)
+            .with_context(|| format!("opening the image store at {}", dir.display()))?;
+        Ok(Arc::new(store))
+    };
+    let mut all = vec![open_dir(&cfg.store.id, &cfg.store_dir())?];
+    for (name, s) in &cfg.stores {
+        let store: Arc<dyn Store> = match s.kind.as_str() {
+            "s3" => Arc::new(
+                ObjectBackend::s3(
+                    name,
+                    &S3Config {
+                        endpoint: s.endpoint.clone(),
+                        region: if s.region.is_empty() {
+                            "us-east-1".into()
+                        } else {
+                            s.region.clone()
+                        },
+                        bucket: s.bucket.clone(),
+                        access_key: s.access_key.clone(),
+                        secret_key: s.secret_key.clone(),
+                        prefix: s.prefix.clone(),
+                        virtual_hosted_style: s.virtual_hosted_style,
+                        part_size: usize::try_from(s.part_size_mib.unwrap_or(8) << 20)
+                            .unwrap_or(8 << 20),
+                    },
+                )
+                .with_context(|| format!("store '{name}'"))?,
+            ),
+            _ => open_dir(
+                name,
+                s.path.as_deref().unwrap_or(std::path::Path::new(name)),
+            )?,
+        };
+        all.push(store);
+    }
+    let default = cfg.store.default.as_deref().unwrap_or(&cfg.store.id);
+    Stores::new(all, default).map_err(anyhow::Error::msg)
 }
 
 impl Application {
@@ -160,9 +207,9 @@ impl Application {
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let db = open_db(&cfg).await?;
 
-        let store = open_store(&cfg)?;
+        let stores = open_stores(&cfg)?;
         // Uploads this or another node abandoned (their lease expired) go back to `queued`.
-        let reclaimed = sweep_abandoned_uploads(&db, store.as_ref()).await?;
+        let reclaimed = sweep_abandoned_uploads(&db, &stores).await?;
         if reclaimed > 0 {
             tracing::warn!(reclaimed, "returned abandoned uploads to queued");
         }
@@ -196,7 +243,7 @@ impl Application {
             },
         };
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
-        let mut state = AppState::new(db.clone(), store.clone(), api);
+        let mut state = AppState::new(db.clone(), stores.clone(), api);
         if let Some(id) = identity {
             state = state.with_identity(id);
         }
@@ -216,7 +263,7 @@ impl Application {
             listener,
             router,
             db,
-            store,
+            store: stores,
             sweep_every,
             gc_every: Duration::from_secs(cfg.store.gc_interval_secs),
             scrub_every: cfg
@@ -243,7 +290,7 @@ impl Application {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                if let Err(e) = sweep_abandoned_uploads(&db, store.as_ref()).await {
+                if let Err(e) = sweep_abandoned_uploads(&db, &store).await {
                     tracing::error!(error = %e, "sweeping abandoned uploads failed");
                 }
             }
@@ -262,7 +309,7 @@ impl Application {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match gc_store(&db, store.as_ref(), grace).await {
+                match gc_stores(&db, &store, grace).await {
                     Ok(r) => tracing::info!(removed = r.removed, kept = r.kept, "store gc"),
                     Err(e) => tracing::error!(error = %e, "store gc failed"),
                 }
@@ -279,7 +326,7 @@ impl Application {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                if let Err(e) = scrub(&db, store.as_ref(), delay).await {
+                if let Err(e) = scrub(&db, &store, delay).await {
                     tracing::error!(error = %e, "scrubbing failed");
                 }
             }

@@ -1,12 +1,13 @@
 //! Image data stores.
 //!
-//! A [`Store`] keeps image bytes somewhere (a local directory today; object stores later) and
+//! A [`Store`] keeps image bytes somewhere (a local directory, an S3 bucket) and
 //! streams them both ways with bounded memory. Size and checksums are not the store's business:
 //! [`digest::Digester`] wraps the upload stream, hashes it on separate threads and enforces the
 //! size limits, so every backend gets the same accounting.
 
 pub mod digest;
 pub mod fs;
+pub mod object;
 
 use std::fmt::Debug;
 
@@ -84,6 +85,15 @@ pub enum StoreError {
     /// The store itself failed.
     #[error("store I/O error: {0}")]
     Io(#[source] std::io::Error),
+    /// The store could not be reached or answered with a server error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused Vela's credentials.
+    #[error("store refused access: {0}")]
+    Denied(String),
+    /// The store is misconfigured.
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 impl StoreError {
@@ -125,4 +135,68 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn list(&self) -> Result<Vec<ListedObject>, StoreError>;
     /// Removes exactly one object found by [`Store::list`]. Missing is `Ok`.
     async fn delete_listed(&self, obj: &ListedObject) -> Result<(), StoreError>;
+}
+
+/// The configured stores: several named ones (Glance's multi-store), one of them the default
+/// for new data. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    all: std::sync::Arc<Vec<std::sync::Arc<dyn Store>>>,
+    default: usize,
+}
+
+impl Stores {
+    /// `all` in display order; `default_id` must name one of them, and ids must be unique.
+    pub fn new(all: Vec<std::sync::Arc<dyn Store>>, default_id: &str) -> Result<Self, String> {
+        for (i, s) in all.iter().enumerate() {
+            if all[..i].iter().any(|o| o.id() == s.id()) {
+                return Err(format!("store id '{}' is used twice", s.id()));
+            }
+        }
+        let default = all
+            .iter()
+            .position(|s| s.id() == default_id)
+            .ok_or_else(|| format!("the default store '{default_id}' is not configured"))?;
+        Ok(Stores {
+            all: std::sync::Arc::new(all),
+            default,
+        })
+    }
+
+    /// Just one store.
+    pub fn single(store: std::sync::Arc<dyn Store>) -> Self {
+        Stores {
+            all: std::sync::Arc::new(vec![store]),
+            default: 0,
+        }
+    }
+
+    /// Where new data goes unless a store is asked for.
+    pub fn default_store(&self) -> &std::sync::Arc<dyn Store> {
+        &self.all[self.default]
+    }
+
+    /// The store with this id.
+    pub fn get(&self, id: &str) -> Option<&std::sync::Arc<dyn Store>> {
+        self.all.iter().find(|s| s.id() == id)
+    }
+
+    /// The store holding a location of `id`; a store no longer configured is a typed error.
+    pub fn store_of(&self, id: &str) -> Result<&std::sync::Arc<dyn Store>, StoreError> {
+        self.get(id).ok_or_else(|| {
+            StoreError::Config(format!(
+                "image data is in store '{id}', which is not configured"
+            ))
+        })
+    }
+
+    /// Every store, in configuration order.
+    pub fn all(&self) -> &[std::sync::Arc<dyn Store>] {
+        &self.all
+    }
+
+    /// More than one store is configured (Glance's multi-store mode).
+    pub fn is_multi(&self) -> bool {
+        self.all.len() > 1
+    }
 }

@@ -6,6 +6,7 @@
 //! image deleted meanwhile gets 410 and its data is removed.
 
 use std::io;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -16,7 +17,7 @@ use vela_domain::image::ImageLocation;
 use vela_domain::policy::Action;
 use vela_domain::{DomainError, Image, ImageId, ImageStatus};
 use vela_store::digest::{digesting, Digest, Limits};
-use vela_store::{ByteRange, ByteStream, StoreError};
+use vela_store::{ByteRange, ByteStream, Store, StoreError};
 
 use super::{load_for, modify};
 use crate::auth::Ctx;
@@ -64,6 +65,7 @@ async fn accept_upload(
         )));
     }
     let id = image_id(&id)?;
+    let store = chosen_store(&state, &headers)?;
     let announced = parse_size_header(&headers, "x-openstack-image-size")?;
     let length = parse_size_header(&headers, header::CONTENT_LENGTH.as_str())?;
     let cap = state.cfg.image_size_cap;
@@ -91,11 +93,24 @@ async fn accept_upload(
     let stream: ByteStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
     // The upload runs in its own task so that its clean-up happens even if the client goes
     // away and the request future is dropped.
-    let task = tokio::spawn(store_upload(state, id, stream, limits));
+    let task = tokio::spawn(store_upload(state, store, id, stream, limits));
     match task.await {
         Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+/// The store an upload goes to: `X-Image-Meta-Store`, else the default one.
+fn chosen_store(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn Store>, ApiError> {
+    let Some(asked) = headers.get("x-image-meta-store") else {
+        return Ok(state.stores.default_store().clone());
+    };
+    let asked = asked.to_str().unwrap_or_default().trim();
+    state
+        .stores
+        .get(asked)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(format!("Store for identifier {asked} not found")))
 }
 
 fn lease_micros(state: &AppState) -> i64 {
@@ -150,29 +165,31 @@ fn gone(id: &ImageId) -> DomainError {
 
 async fn store_upload(
     state: AppState,
+    store: Arc<dyn Store>,
     id: ImageId,
     body: ByteStream,
     limits: Limits,
 ) -> Result<(), ApiError> {
     let heartbeat = keep_lease(&state, &id);
-    let result = receive(&state, id, body, limits).await;
+    let result = receive(&state, store.as_ref(), id, body, limits).await;
     heartbeat.abort();
     result
 }
 
 async fn receive(
     state: &AppState,
+    store: &dyn Store,
     id: ImageId,
     body: ByteStream,
     limits: Limits,
 ) -> Result<(), ApiError> {
     let (stream, digest) = digesting(body, state.cfg.hash_algo, limits);
-    let stored = state.store.put(id.as_str(), stream).await;
+    let stored = store.put(id.as_str(), stream).await;
     let result = match stored {
         Ok(stored) => match digest.finish().await {
             Ok(d) => {
                 let location = ImageLocation {
-                    store: state.store.id().to_owned(),
+                    store: store.id().to_owned(),
                     url: stored.location.clone(),
                 };
                 let activated = state
@@ -196,7 +213,7 @@ async fn receive(
                         return Ok(());
                     }
                     Err(e) => {
-                        if let Err(del) = state.store.delete(&stored.location).await {
+                        if let Err(del) = store.delete(&stored.location).await {
                             tracing::error!(image_id = %id, error = %del, "could not remove data of a failed upload");
                         }
                         ApiError::from(e)
@@ -204,7 +221,7 @@ async fn receive(
                 }
             }
             Err(body_err) => {
-                let _ = state.store.delete(&stored.location).await;
+                let _ = store.delete(&stored.location).await;
                 body_err.into()
             }
         },
@@ -330,20 +347,21 @@ pub async fn download(
     let Some(loc) = img.locations.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let store = state.stores.store_of(&loc.store)?;
     let requested = header_str(&headers, header::RANGE.as_str())
         .or_else(|| header_str(&headers, header::CONTENT_RANGE.as_str()))
         .map(|v| parse_range(&v))
         .transpose()?;
     let size = match img.size {
         Some(s) => u64::try_from(s).unwrap_or(0),
-        None => match state.store.size(&loc.url).await {
+        None => match store.size(&loc.url).await {
             Ok(s) => s,
             Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
             Err(e) => return Err(e.into()),
         },
     };
     let range = requested.map(|r| resolve(r, size)).transpose()?;
-    let fetched = match state.store.get(&loc.url, range).await {
+    let fetched = match store.get(&loc.url, range).await {
         Ok(f) => f,
         Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => return Err(e.into()),

@@ -25,7 +25,11 @@ pub async fn delete(
         return Ok(StatusCode::NO_CONTENT);
     }
     for loc in &img.locations {
-        if let Err(e) = state.store.delete(&loc.url).await {
+        let deleted = match state.stores.store_of(&loc.store) {
+            Ok(store) => store.delete(&loc.url).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
             tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");
         }
     }

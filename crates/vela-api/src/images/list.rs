@@ -74,7 +74,10 @@ pub async fn list(
         .map(|img| state.policy.redact(img, &ctx))
         .collect();
     let page = Page {
-        images: shown.iter().map(|img| ImageView(img)).collect(),
+        images: shown
+            .iter()
+            .map(|img| ImageView::new(&state, img))
+            .collect(),
         first: link(&without_marker),
         next,
         schema: "/v2/schemas/images",
