@@ -21,5 +21,6 @@ mod patch;
 mod protections;
 mod schemas;
 mod sharing;
+mod stores;
 mod tags_actions;
 mod versions;

@@ -1,0 +1,168 @@
+//! Several stores at once (Glance's multi-store): uploads to a named store, the `stores`
+//! field, discovery, downloads and deletes from the right store. The second store is a
+//! directory; with `VELA_S3_ENDPOINT` set (`scripts/ceph.sh start`) a real S3 store joins,
+//! and must when `VELA_REQUIRE_S3=1`.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, expect_json, md5_hex, test_data, TestApp, OCTET};
+
+/// `[stores.s3]` for the S3 server of the environment, if any.
+fn s3_section(prefix: &str) -> Option<String> {
+    let Ok(endpoint) = std::env::var("VELA_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("VELA_REQUIRE_S3").as_deref() != Ok("1"),
+            "VELA_REQUIRE_S3=1 but VELA_S3_ENDPOINT is not set (scripts/ceph.sh start)"
+        );
+        return None;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(format!(
+        "[stores.s3]\ntype = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{}\"\n\
+         bucket = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\nprefix = \"{prefix}/\"\n\
+         part_size_mib = 5\n",
+        var("VELA_S3_REGION"),
+        var("VELA_S3_BUCKET"),
+        var("VELA_S3_ACCESS_KEY"),
+        var("VELA_S3_SECRET_KEY"),
+    ))
+}
+
+async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, bool)> {
+    let second = tempfile::tempdir().unwrap();
+    let s3 = s3_section(&format!("api-{}", &crate::helpers::new_uuid()[..8]));
+    let app = TestApp::spawn_with_config(&format!(
+        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}",
+        second.path().display(),
+        s3.clone().unwrap_or_default()
+    ))
+    .await;
+    (!app.is_external()).then_some((app, second, s3.is_some()))
+}
+
+async fn upload_to(
+    app: &TestApp,
+    id: &str,
+    store: Option<&str>,
+    data: Vec<u8>,
+) -> reqwest::Response {
+    let mut rb = app
+        .request(Method::PUT, &format!("/v2/images/{id}/file"))
+        .header("content-type", OCTET)
+        .body(data);
+    if let Some(s) = store {
+        rb = rb.header("x-image-meta-store", s);
+    }
+    app.send(rb).await
+}
+
+#[tokio::test]
+async fn stores_are_listed_with_the_default() {
+    let Some((app, _dir, s3)) = multi_store_app().await else {
+        return;
+    };
+    let v = expect_json(app.get("/v2/info/stores").await, StatusCode::OK).await;
+    let mut want = vec![
+        json!({"id": "local", "default": "true"}),
+        json!({"id": "archive"}),
+    ];
+    if s3 {
+        want.push(json!({"id": "s3"}));
+    }
+    assert_eq!(v["stores"], json!(want));
+    let v = expect_json(app.get("/v2/info/stores/detail").await, StatusCode::OK).await;
+    let types: Vec<&str> = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[..2], ["file", "file"]);
+    if s3 {
+        assert_eq!(types[2], "s3");
+    }
+}
+
+#[tokio::test]
+async fn uploads_go_to_the_named_store() {
+    let Some((app, archive_dir, s3)) = multi_store_app().await else {
+        return;
+    };
+    let mut stores = vec![(None, "local"), (Some("archive"), "archive")];
+    if s3 {
+        stores.push((Some("s3"), "s3"));
+    }
+    for (asked, expected) in stores {
+        // Large enough for a multipart upload to S3 (5 MiB parts).
+        let data = test_data(11 * 1024 * 1024 + 17);
+        let img = app
+            .create_image(json!({"name": app.name(expected), "disk_format": "raw", "container_format": "bare"}))
+            .await;
+        let id = img["id"].as_str().unwrap();
+        let resp = upload_to(&app, id, asked, data.clone()).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{expected}");
+        let shown = app.show(id).await;
+        assert_eq!(shown["stores"], expected, "{shown}");
+        assert_eq!(shown["checksum"], md5_hex(&data).as_str());
+        let resp = app.download(id).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.bytes().await.unwrap();
+        assert!(body == data, "{expected}: downloaded bytes differ");
+        let resp = app.download_range(id, "bytes=5-9").await;
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(resp.bytes().await.unwrap(), data[5..10]);
+
+        if expected == "archive" {
+            assert!(archive_dir.path().join(id).exists());
+        }
+        assert_eq!(
+            app.delete(&format!("/v2/images/{id}")).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        if expected == "archive" {
+            assert!(
+                !archive_dir.path().join(id).exists(),
+                "data left in the archive store"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_store_is_refused() {
+    let Some((app, _dir, _)) = multi_store_app().await else {
+        return;
+    };
+    let img = app
+        .create_image(
+            json!({"name": app.name("x"), "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap();
+    let msg = expect_error(
+        upload_to(&app, id, Some("nowhere"), vec![1, 2, 3]).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        msg.contains("Store for identifier nowhere not found"),
+        "{msg}"
+    );
+    // Nothing changed: the image is still queued and takes an upload to a real store.
+    assert_eq!(app.show(id).await["status"], "queued");
+    let resp = upload_to(&app, id, Some("archive"), vec![1, 2, 3]).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_single_store_shows_no_stores_field() {
+    let app = TestApp::spawn().await;
+    if app.is_external() {
+        return;
+    }
+    let img: Value = app
+        .create_active_image(json!({"name": app.name("one")}), b"abc")
+        .await;
+    assert!(img.get("stores").is_none(), "{img}");
+}
