@@ -4,6 +4,7 @@
 #
 #   bash bench/data_path.sh            # 4 GiB
 #   SIZE_MIB=1024 bash bench/data_path.sh
+#   STORE=s3 bash bench/data_path.sh   # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
 #
 # The image is generated on the fly (repeating pseudo-random 1 MiB block) and sent chunked with
 # curl, so the client holds nothing in memory either. Data goes to a temporary data dir on the
@@ -16,8 +17,23 @@ cargo build --release --bin vela >/dev/null 2>&1
 BIN=target/release/vela
 . "$(dirname "$0")/lib.sh"
 bench_bootstrap "$BIN" "$BENCH_DIR/data"
+STORE_HEADER=()
+: >"$BENCH_DIR/vela.toml"
+if [ "${STORE:-file}" = s3 ]; then
+  cat >"$BENCH_DIR/vela.toml" <<TOML
+[stores.s3]
+type = "s3"
+endpoint = "$VELA_S3_ENDPOINT"
+region = "$VELA_S3_REGION"
+bucket = "$VELA_S3_BUCKET"
+access_key = "$VELA_S3_ACCESS_KEY"
+secret_key = "$VELA_S3_SECRET_KEY"
+prefix = "bench-$$/"
+TOML
+  STORE_HEADER=(-H "X-Image-Meta-Store: s3")
+fi
 
-"$BIN" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
+"$BIN" --config "$BENCH_DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
 for _ in $(seq 100); do grep -q listening "$BENCH_DIR/out" 2>/dev/null && break; sleep 0.1; done
@@ -25,6 +41,7 @@ URL=$(sed -n 's/^vela listening on //p' "$BENCH_DIR/out")
 TOKEN=$(bench_token "$URL")
 
 rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$PID/status; }
+echo "store: ${STORE:-file}"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "server peak RSS after start: $(rss)"
 
@@ -41,7 +58,7 @@ for _ in range(int(sys.argv[1])):
 ' "$SIZE_MIB"; }
 
 start=$(date +%s.%N)
-gen | curl -sf -H "X-Auth-Token: $TOKEN" -X PUT -H 'Content-Type: application/octet-stream' -T - \
+gen | curl -sf -H "X-Auth-Token: $TOKEN" "${STORE_HEADER[@]}" -X PUT -H 'Content-Type: application/octet-stream' -T - \
   "$URL/v2/images/$ID/file"
 end=$(date +%s.%N)
 up=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")

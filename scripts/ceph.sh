@@ -27,6 +27,8 @@ DIR="${CEPH_DIR:-${TMPDIR:-/tmp}/vela-ceph}"
 case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 RGW_PORT="${CEPH_RGW_PORT:-7480}"
 MON_PORT="${CEPH_MON_PORT:-6789}"
+STORE="${CEPH_OBJECTSTORE:-memstore}"
+if [ "$STORE" = memstore ]; then STORE_GIB="${CEPH_STORE_GIB:-8}"; else STORE_GIB="${CEPH_STORE_GIB:-12}"; fi
 CONF="$DIR/ceph.conf"
 RGW_URL="http://127.0.0.1:$RGW_PORT"
 
@@ -94,7 +96,7 @@ stop() {
     log "daemons still running after SIGKILL: $(our_pids | tr '\n' ' ')"
     return 1
   fi
-  rm -f "$DIR"/run/*.pid
+  rm -f "$DIR"/run/*.pid "$DIR/osd/osd.0.block"   # bluestore's file: GiBs of dead data
   log "stopped"
 }
 
@@ -115,6 +117,34 @@ log_tails() {
     printf '==> %s <==\n' "$f" >&2
     tail -n 30 "$f" >&2
   done
+}
+
+# The OSD's object store, $STORE_GIB GiB: room for a few 1 GiB test objects plus a 4 GiB
+# benchmark (writes block, they do not fail, once the OSD is 95 % full).
+store_conf() {
+  local bytes=$((STORE_GIB * 1024 * 1024 * 1024))
+  case "$STORE" in
+    memstore)
+      # Objects live in the OSD's RAM, which grows with what is stored: about twice the
+      # stored bytes (4 GiB written = +8 GiB RSS), freed when they are deleted (for radosgw,
+      # by its garbage collection, 10-30 s later). Hence 8 GiB by default: at most ~16 GiB RAM.
+      cat <<EOF
+osd_objectstore = memstore
+memstore_device_bytes = $bytes
+EOF
+      ;;
+    bluestore)
+      # A sparse file in the state dir (on disk); the OSD's RAM stays near osd_memory_target.
+      cat <<EOF
+osd_objectstore = bluestore
+bluestore_block_path = $DIR/osd/osd.0.block
+bluestore_block_create = true
+bluestore_block_size = $bytes
+bluestore_fsck_on_mkfs = false
+osd_memory_target = 1073741824
+EOF
+      ;;
+  esac
 }
 
 write_conf() {
@@ -149,9 +179,7 @@ mon_warn_on_insecure_global_id_reclaim_allowed = false
 mon_warn_on_msgr2_not_enabled = false
 mon_data_avail_warn = 2
 mon_data_avail_crit = 1
-osd_objectstore = memstore
-# A few 1 GiB test objects plus a 4 GiB benchmark; memstore only takes RAM for what is written.
-memstore_device_bytes = 12884901888
+$(store_conf)
 
 [mon]
 # Each osdmap change (pool create, application enable, OSD boot...) waits for the next Paxos
@@ -164,6 +192,8 @@ admin_socket = $DIR/run/\$name.asok
 pid_file = $DIR/run/\$name.pid
 
 [mgr]
+# Only the modules the manager always runs (not restful, iostat, nfs).
+mgr_initial_modules =
 mgr_data = $DIR/mgr/\$name
 log_file = $DIR/log/\$name.log
 admin_socket = $DIR/run/\$name.asok
@@ -195,6 +225,13 @@ CONF
 }
 
 start() {
+  case "$STORE" in
+    memstore | bluestore) ;;
+    *) log "CEPH_OBJECTSTORE must be memstore or bluestore, not '$STORE'"; exit 2 ;;
+  esac
+  case "$STORE_GIB" in
+    '' | *[!0-9]* | 0) log "CEPH_STORE_GIB must be a whole number of GiB, not '$STORE_GIB'"; exit 2 ;;
+  esac
   ensure_packages
   stop
   local port
@@ -220,7 +257,7 @@ start() {
   ceph-mon -c "$CONF" -i a >&2      # the daemons fork into the background themselves
   ceph-mgr -c "$CONF" -i x >&2
 
-  log "osd.0 (memstore)"
+  log "osd.0 ($STORE)"
   local id
   id="$(ceph_ osd create "$osd_uuid")"
   [ "$id" = 0 ] || { log "osd create gave id '$id', expected 0"; exit 1; }
