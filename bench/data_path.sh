@@ -29,6 +29,7 @@ bucket = "$VELA_S3_BUCKET"
 access_key = "$VELA_S3_ACCESS_KEY"
 secret_key = "$VELA_S3_SECRET_KEY"
 prefix = "bench-$$/"
+part_size_mib = ${PART_MIB:-5}
 TOML
   STORE_HEADER=(-H "X-Image-Meta-Store: s3")
 fi
@@ -70,3 +71,4 @@ end=$(date +%s.%N)
 down=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
 echo "download: ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${down} MB/s; peak RSS: $(rss)"
 curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/images/$ID" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("image:", i["status"], i["size"], i["checksum"])'
+curl -sf -H "X-Auth-Token: $TOKEN" -X DELETE "$URL/v2/images/$ID"

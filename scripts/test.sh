@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project:
 #  1. a real Keystone on loopback (scripts/keystone.sh: PyPI `keystone`, SQLite, fernet) for the
-#     Keystone-mode tests (skipped with a warning when it cannot be started, unless
-#     VELA_REQUIRE_KEYSTONE=1, as in CI);
+#     Keystone-mode tests, and a real one-node Ceph (scripts/ceph.sh: Debian's Ceph, radosgw as
+#     the S3 server) for the S3 store tests (each skipped with a warning when it cannot be
+#     started, unless VELA_REQUIRE_KEYSTONE=1 / VELA_REQUIRE_S3=1, as in CI);
 #  2. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
 #     talks HTTP to it), on SQLite;
 #  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
@@ -15,8 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KEYSTONE_STARTED=0
-stop_keystone() { [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop || true; }
-trap stop_keystone EXIT
+CEPH_STARTED=0
+stop_services() {
+  [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop
+  [ "$CEPH_STARTED" = 1 ] && bash scripts/ceph.sh stop
+  true
+}
+trap stop_services EXIT
 if ks_env="$(bash scripts/keystone.sh start)"; then
   eval "$ks_env"
   KEYSTONE_STARTED=1
@@ -25,6 +31,16 @@ elif [ "${VELA_REQUIRE_KEYSTONE:-0}" = 1 ]; then
   exit 1
 else
   echo "WARNING: Keystone could not be started: Keystone-mode tests will be skipped" >&2
+fi
+# bluestore keeps the OSD's data on disk (memstore would hold twice the data in RAM).
+if ceph_env="$(CEPH_OBJECTSTORE=bluestore bash scripts/ceph.sh start)"; then
+  eval "$ceph_env"
+  CEPH_STARTED=1
+elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
+  echo "Ceph could not be started and VELA_REQUIRE_S3=1" >&2
+  exit 1
+else
+  echo "WARNING: Ceph could not be started: S3 store tests will be skipped" >&2
 fi
 
 cargo test --workspace --release

@@ -49,8 +49,11 @@ pub struct NamedStore {
     pub prefix: String,
     /// `s3`: `bucket.host` addressing instead of path style.
     pub virtual_hosted_style: bool,
-    /// `s3`: multipart part size in MiB (5 or more; default 8).
+    /// `s3`: multipart part size in MiB (5 or more; default 5).
     pub part_size_mib: Option<u64>,
+    /// `s3`: parts uploaded at once (default 1). Each costs a few part sizes of memory; more
+    /// helps on links with high latency.
+    pub parts_in_flight: Option<usize>,
 }
 
 /// `[server]`

@@ -183,8 +183,9 @@ pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
                         secret_key: s.secret_key.clone(),
                         prefix: s.prefix.clone(),
                         virtual_hosted_style: s.virtual_hosted_style,
-                        part_size: usize::try_from(s.part_size_mib.unwrap_or(8) << 20)
-                            .unwrap_or(8 << 20),
+                        part_size: usize::try_from(s.part_size_mib.unwrap_or(5) << 20)
+                            .unwrap_or(5 << 20),
+                        parts_in_flight: s.parts_in_flight.unwrap_or(1),
                     },
                 )
                 .with_context(|| format!("store '{name}'"))?,

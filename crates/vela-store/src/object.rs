@@ -2,8 +2,8 @@
 //!
 //! Each image's data is one object, `<prefix><image id>`, at location
 //! `s3://<bucket>/<prefix><image id>`. An upload smaller than one part is a single PUT;
-//! anything larger is a multipart upload of `part_size` parts, at most two in flight, so an
-//! upload holds about three parts in memory whatever the image size. Nothing is visible before
+//! anything larger is a multipart upload of `part_size` parts, `parts_in_flight` at a time, so
+//! an upload's memory is bounded by a few parts whatever the image size. Nothing is visible before
 //! the PUT or the multipart completion succeeds, and a failed multipart upload is aborted.
 //! Multipart uploads a crashed node never completed are invisible; a bucket lifecycle rule
 //! (`AbortIncompleteMultipartUpload`) reclaims their parts.
@@ -34,10 +34,9 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
     /// Multipart part size in bytes (at least 5 MiB, as S3 requires).
     pub part_size: usize,
+    /// Parts uploaded at once (at least 1).
+    pub parts_in_flight: usize,
 }
-
-/// Parts uploaded at once.
-const PARTS_IN_FLIGHT: usize = 2;
 
 /// A store over an `object_store` backend.
 pub struct ObjectBackend {
@@ -48,6 +47,7 @@ pub struct ObjectBackend {
     base: String,
     prefix: String,
     part_size: usize,
+    parts_in_flight: usize,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -89,6 +89,7 @@ impl ObjectBackend {
             base: format!("s3://{}/", cfg.bucket),
             prefix: cfg.prefix.clone(),
             part_size: cfg.part_size.max(5 << 20),
+            parts_in_flight: cfg.parts_in_flight.max(1),
         })
     }
 
@@ -124,7 +125,7 @@ impl ObjectBackend {
                     return Err(StoreError::Body(e));
                 }
             };
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            if let Err(e) = writer.wait_for_capacity(self.parts_in_flight).await {
                 let _ = writer.abort().await;
                 return Err(store_error(e));
             }
@@ -153,7 +154,7 @@ impl Store for ObjectBackend {
         let key = format!("{}{image_id}", self.prefix);
         let path = Path::parse(&key).map_err(|e| StoreError::Config(e.to_string()))?;
         // Up to one part: a single PUT. More: a multipart upload.
-        let mut head = BytesMut::new();
+        let mut head = BytesMut::with_capacity(self.part_size);
         while head.len() < self.part_size {
             match body.next().await {
                 None => break,

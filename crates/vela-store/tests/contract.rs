@@ -150,6 +150,7 @@ fn s3_config() -> Option<S3Config> {
         prefix: format!("contract-{}/", &image_id()[..8]),
         virtual_hosted_style: false,
         part_size: 5 << 20,
+        parts_in_flight: 2,
     })
 }
 
