@@ -33,7 +33,7 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamedStore {
-    /// `file` (a directory) or `s3` (AWS or any S3-compatible service).
+    /// `file` (a directory), `s3` (AWS or any S3-compatible service) or `swift`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `file`: the directory.
@@ -54,6 +54,25 @@ pub struct NamedStore {
     /// `s3`: parts uploaded at once (default 1). Each costs a few part sizes of memory; more
     /// helps on links with high latency.
     pub parts_in_flight: Option<usize>,
+    /// `swift`: auth endpoint: v1 (`…/auth/1.0`) or Keystone v3 (`…/v3`).
+    pub auth_url: String,
+    /// `swift`: `1` (X-Auth-User/X-Auth-Key) or `3` (Keystone password; default).
+    pub auth_version: Option<u8>,
+    /// `swift` v1: user (`account:user`) and key.
+    pub user: String,
+    pub key: String,
+    /// `swift` v3: Keystone user, password, project and domains (`Default`), and the catalog
+    /// interface of the object-store endpoint (`public`).
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: Option<String>,
+    pub project_domain_name: Option<String>,
+    pub interface: Option<String>,
+    /// `swift`: container (created if missing).
+    pub container: String,
+    /// `swift`: largest segment of an image in MiB (default 200).
+    pub segment_size_mib: Option<u64>,
 }
 
 /// `[server]`
@@ -345,7 +364,13 @@ impl Config {
                     !s.endpoint.is_empty() && !s.bucket.is_empty(),
                     "[stores.{name}] needs an endpoint and a bucket"
                 ),
-                other => anyhow::bail!("[stores.{name}] type '{other}' is not one of: file, s3"),
+                "swift" => anyhow::ensure!(
+                    !s.auth_url.is_empty() && !s.container.is_empty(),
+                    "[stores.{name}] needs an auth_url and a container"
+                ),
+                other => {
+                    anyhow::bail!("[stores.{name}] type '{other}' is not one of: file, s3, swift")
+                }
             }
         }
         if let Some(d) = &self.store.default {

@@ -19,6 +19,7 @@ use vela_domain::{ImageRules, ImageStatus};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::FsStore;
 use vela_store::object::{ObjectBackend, S3Config};
+use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
 use vela_store::{Store, Stores};
 
 pub use config::Config;
@@ -158,6 +159,32 @@ async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result
     Ok(report)
 }
 
+fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
+    let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "Default".into());
+    let auth = match s.auth_version {
+        Some(1) => SwiftAuth::V1 {
+            auth_url: s.auth_url.clone(),
+            user: s.user.clone(),
+            key: s.key.clone(),
+        },
+        _ => SwiftAuth::Keystone {
+            auth_url: s.auth_url.clone(),
+            username: s.username.clone(),
+            password: s.password.clone(),
+            project_name: s.project_name.clone(),
+            user_domain_name: or_default(&s.user_domain_name),
+            project_domain_name: or_default(&s.project_domain_name),
+            interface: s.interface.clone().unwrap_or_else(|| "public".into()),
+        },
+    };
+    SwiftConfig {
+        auth,
+        container: s.container.clone(),
+        prefix: s.prefix.clone(),
+        segment_size: s.segment_size_mib.unwrap_or(200).max(1) << 20,
+    }
+}
+
 /// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]`.
 pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
     let open_dir = |id: &str, dir: &std::path::Path| -> anyhow::Result<Arc<dyn Store>> {
@@ -189,6 +216,10 @@ pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
                     },
                 )
                 .with_context(|| format!("store '{name}'"))?,
+            ),
+            "swift" => Arc::new(
+                SwiftStore::new(name, swift_config(s))
+                    .with_context(|| format!("store '{name}'"))?,
             ),
             _ => open_dir(
                 name,

@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod fs;
 pub mod object;
+pub mod swift;
 
 use std::fmt::Debug;
 

@@ -29,16 +29,41 @@ fn s3_section(prefix: &str) -> Option<String> {
     ))
 }
 
-async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, bool)> {
+/// `[stores.swift]` for the Swift API of the environment (radosgw's, v1 auth), if any.
+fn swift_section(prefix: &str) -> Option<String> {
+    let auth_url = std::env::var("VELA_SWIFT_AUTH_URL").ok()?;
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(format!(
+        "[stores.swift]\ntype = \"swift\"\nauth_version = 1\nauth_url = \"{auth_url}\"\n\
+         user = \"{}\"\nkey = \"{}\"\ncontainer = \"vela-api\"\nprefix = \"{prefix}/\"\n\
+         segment_size_mib = 4\n",
+        var("VELA_SWIFT_USER"),
+        var("VELA_SWIFT_KEY"),
+    ))
+}
+
+/// Whether the S3 and Swift stores joined.
+struct Remote {
+    s3: bool,
+    swift: bool,
+}
+
+async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
     let second = tempfile::tempdir().unwrap();
-    let s3 = s3_section(&format!("api-{}", &crate::helpers::new_uuid()[..8]));
+    let prefix = format!("api-{}", &crate::helpers::new_uuid()[..8]);
+    let (s3, swift) = (s3_section(&prefix), swift_section(&prefix));
     let app = TestApp::spawn_with_config(&format!(
-        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}",
+        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}",
         second.path().display(),
-        s3.clone().unwrap_or_default()
+        s3.clone().unwrap_or_default(),
+        swift.clone().unwrap_or_default(),
     ))
     .await;
-    (!app.is_external()).then_some((app, second, s3.is_some()))
+    let remote = Remote {
+        s3: s3.is_some(),
+        swift: swift.is_some(),
+    };
+    (!app.is_external()).then_some((app, second, remote))
 }
 
 async fn upload_to(
@@ -59,7 +84,7 @@ async fn upload_to(
 
 #[tokio::test]
 async fn stores_are_listed_with_the_default() {
-    let Some((app, _dir, s3)) = multi_store_app().await else {
+    let Some((app, _dir, remote)) = multi_store_app().await else {
         return;
     };
     let v = expect_json(app.get("/v2/info/stores").await, StatusCode::OK).await;
@@ -67,8 +92,11 @@ async fn stores_are_listed_with_the_default() {
         json!({"id": "local", "default": "true"}),
         json!({"id": "archive"}),
     ];
-    if s3 {
+    if remote.s3 {
         want.push(json!({"id": "s3"}));
+    }
+    if remote.swift {
+        want.push(json!({"id": "swift"}));
     }
     assert_eq!(v["stores"], json!(want));
     let v = expect_json(app.get("/v2/info/stores/detail").await, StatusCode::OK).await;
@@ -79,22 +107,24 @@ async fn stores_are_listed_with_the_default() {
         .map(|s| s["type"].as_str().unwrap())
         .collect();
     assert_eq!(types[..2], ["file", "file"]);
-    if s3 {
-        assert_eq!(types[2], "s3");
-    }
+    assert_eq!(types.contains(&"s3"), remote.s3);
+    assert_eq!(types.contains(&"swift"), remote.swift);
 }
 
 #[tokio::test]
 async fn uploads_go_to_the_named_store() {
-    let Some((app, archive_dir, s3)) = multi_store_app().await else {
+    let Some((app, archive_dir, remote)) = multi_store_app().await else {
         return;
     };
     let mut stores = vec![(None, "local"), (Some("archive"), "archive")];
-    if s3 {
+    if remote.s3 {
         stores.push((Some("s3"), "s3"));
     }
+    if remote.swift {
+        stores.push((Some("swift"), "swift"));
+    }
     for (asked, expected) in stores {
-        // Large enough for a multipart upload to S3 (5 MiB parts).
+        // Large enough for a multipart upload to S3 (5 MiB parts) and several Swift segments.
         let data = test_data(11 * 1024 * 1024 + 17);
         let img = app
             .create_image(json!({"name": app.name(expected), "disk_format": "raw", "container_format": "bare"}))
