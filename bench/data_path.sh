@@ -4,7 +4,8 @@
 #
 #   bash bench/data_path.sh            # 4 GiB
 #   SIZE_MIB=1024 bash bench/data_path.sh
-#   STORE=s3 bash bench/data_path.sh   # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
+#   STORE=s3 bash bench/data_path.sh     # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
+#   STORE=swift bash bench/data_path.sh  # through the Swift store of $VELA_SWIFT_*
 #
 # The image is generated on the fly (repeating pseudo-random 1 MiB block) and sent chunked with
 # curl, so the client holds nothing in memory either. Data goes to a temporary data dir on the
@@ -32,6 +33,18 @@ prefix = "bench-$$/"
 part_size_mib = ${PART_MIB:-5}
 TOML
   STORE_HEADER=(-H "X-Image-Meta-Store: s3")
+elif [ "${STORE:-file}" = swift ]; then
+  cat >"$BENCH_DIR/vela.toml" <<TOML
+[stores.swift]
+type = "swift"
+auth_version = 1
+auth_url = "$VELA_SWIFT_AUTH_URL"
+user = "$VELA_SWIFT_USER"
+key = "$VELA_SWIFT_KEY"
+container = "vela-bench"
+prefix = "bench-$$/"
+TOML
+  STORE_HEADER=(-H "X-Image-Meta-Store: swift")
 fi
 
 "$BIN" --config "$BENCH_DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
