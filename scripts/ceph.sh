@@ -117,7 +117,18 @@ on_start_exit() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-ceph_() { timeout "$CEPH_TIMEOUT" ceph -c "$CONF" --connect-timeout "$CEPH_TIMEOUT" "$@"; }
+# A ceph CLI call, retried: a monitor that has just started (or is busy with a new manager)
+# sometimes answers "EPERM: problem getting command descriptions". The calls made with it are
+# idempotent (osd create with a fixed uuid, crush add, pool create).
+ceph_() {
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    timeout "$CEPH_TIMEOUT" ceph -c "$CONF" --connect-timeout "$CEPH_TIMEOUT" "$@" && return 0
+    [ "$attempt" = 5 ] && return 1
+    log "ceph $* failed; again"
+    sleep 1
+  done
+}
 
 # S3 call signed with SigV4 (curl computes the signature; the payload is not hashed).
 s3() {

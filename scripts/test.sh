@@ -33,7 +33,8 @@ else
   echo "WARNING: Keystone could not be started: Keystone-mode tests will be skipped" >&2
 fi
 # bluestore keeps the OSD's data on disk (memstore would hold twice the data in RAM).
-if ceph_env="$(CEPH_OBJECTSTORE=bluestore bash scripts/ceph.sh start)"; then
+ceph_start() { CEPH_OBJECTSTORE=bluestore bash scripts/ceph.sh start; }
+if ceph_env="$(ceph_start)" || ceph_env="$(ceph_start)"; then
   eval "$ceph_env"
   CEPH_STARTED=1
 elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then

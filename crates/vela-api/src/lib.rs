@@ -15,7 +15,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use vela_db::Db;
 use vela_domain::list::Paging;
@@ -127,6 +127,10 @@ pub fn router(state: AppState) -> Router {
             get(images::members::show)
                 .put(images::members::update)
                 .delete(images::members::delete),
+        )
+        .route(
+            "/stores/{store}/{id}",
+            delete(images::stores::delete_from_store),
         )
         .route("/schemas/{name}", get(schemas::get))
         .route("/info/import", get(info::import))

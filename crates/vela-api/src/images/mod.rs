@@ -8,6 +8,7 @@ pub mod list;
 pub mod members;
 pub mod patch;
 pub mod show;
+pub mod stores;
 pub mod tags;
 
 use vela_domain::policy::{visible, Action};

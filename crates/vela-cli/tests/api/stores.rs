@@ -196,3 +196,71 @@ async fn a_single_store_shows_no_stores_field() {
         .await;
     assert!(img.get("stores").is_none(), "{img}");
 }
+
+#[tokio::test]
+async fn deleting_from_a_store_follows_glance() {
+    let single = TestApp::spawn().await;
+    if single.is_external() {
+        return;
+    }
+    let img = single
+        .create_active_image(json!({"name": single.name("one")}), b"abc")
+        .await;
+    let path = format!("/v2/stores/file/{}", img["id"].as_str().unwrap());
+    assert_eq!(single.delete(&path).await.status(), StatusCode::NOT_FOUND);
+
+    let Some((app, _dir, _)) = multi_store_app().await else {
+        return;
+    };
+    let img = app
+        .create_active_image(json!({"name": app.name("only")}), b"abc")
+        .await;
+    let id = img["id"].as_str().unwrap();
+    let msg = expect_error(
+        app.delete(&format!("/v2/stores/nowhere/{id}")).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(msg.contains("The selected store nowhere is not available on this node."));
+    let missing = crate::helpers::new_uuid();
+    let msg = expect_error(
+        app.delete(&format!("/v2/stores/archive/{missing}")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(
+        msg.contains(&format!("Failed to find image {missing}")),
+        "{msg}"
+    );
+    // The only copy of the data may not be removed (the image should be deleted instead).
+    let msg = expect_error(
+        app.delete(&format!("/v2/stores/local/{id}")).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        msg.contains("Cannot delete image data from the only store"),
+        "{msg}"
+    );
+    // Only admins remove locations; an image without data is not active.
+    let owner = crate::helpers::Persona::member(&app.name("proj"));
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": "mine"})),
+        )
+        .await;
+    let mine = expect_json(resp, StatusCode::CREATED).await;
+    let mine_path = format!("/v2/stores/local/{}", mine["id"].as_str().unwrap());
+    let resp = app
+        .send(
+            app.request(Method::DELETE, &mine_path)
+                .headers(owner.headers()),
+        )
+        .await;
+    let msg = expect_error(resp, StatusCode::FORBIDDEN).await;
+    assert!(msg.contains("delete_image_location"), "{msg}");
+    let msg = expect_error(app.delete(&mine_path).await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("status is not 'active'"), "{msg}");
+}

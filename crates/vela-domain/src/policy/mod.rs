@@ -41,6 +41,8 @@ pub enum Action {
     ModifyMember,
     TasksApiAccess,
     StoresInfoDetail,
+    GetImageLocation,
+    DeleteImageLocation,
 }
 
 impl Action {
@@ -65,6 +67,8 @@ impl Action {
             Action::ModifyMember => "modify_member",
             Action::TasksApiAccess => "tasks_api_access",
             Action::StoresInfoDetail => "stores_info_detail",
+            Action::GetImageLocation => "get_image_location",
+            Action::DeleteImageLocation => "delete_image_location",
         }
     }
 }
