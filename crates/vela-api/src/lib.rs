@@ -50,6 +50,10 @@ pub struct ApiConfig {
     pub delayed_delete: bool,
     /// How long an upload's lease lasts without renewal (renewed every third of it).
     pub upload_lease: std::time::Duration,
+    /// Show `direct_url` (Glance's `show_image_direct_url`).
+    pub show_image_direct_url: bool,
+    /// Show `locations` (Glance's `show_multiple_locations`).
+    pub show_multiple_locations: bool,
 }
 
 /// Shared state of all handlers.

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
-use vela_domain::{format_timestamp, Image, ImageId};
+use vela_domain::{format_timestamp, Image, ImageId, RequestContext};
 
 use crate::error::{render_into, ErrorInfo, RequestFacts};
 use crate::{ApiError, AppState};
@@ -132,14 +132,23 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Respon
 pub struct ImageView<'a> {
     pub img: &'a Image,
     pub multi_store: bool,
+    /// `show_image_direct_url`: the first location's URL as `direct_url`.
+    pub direct_url: bool,
+    /// `show_multiple_locations`: the `locations` list (empty for a deactivated image unless
+    /// the caller is an admin).
+    pub locations: bool,
+    pub admin: bool,
 }
 
 impl<'a> ImageView<'a> {
-    /// `img` as `state` shows images.
-    pub fn new(state: &AppState, img: &'a Image) -> Self {
+    /// `img` as `state` shows images to `ctx`.
+    pub fn new(state: &AppState, ctx: &RequestContext, img: &'a Image) -> Self {
         ImageView {
             img,
             multi_store: state.stores.is_multi(),
+            direct_url: state.cfg.show_image_direct_url,
+            locations: state.cfg.show_multiple_locations,
+            admin: ctx.is_admin(),
         }
     }
 }
@@ -170,6 +179,25 @@ impl Serialize for ImageView<'_> {
         m.serialize_entry("self", &format!("/v2/images/{id}"))?;
         m.serialize_entry("size", &img.size)?;
         m.serialize_entry("status", img.status.as_str())?;
+        if let Some(first) = img.locations.first().filter(|_| self.direct_url) {
+            m.serialize_entry("direct_url", &first.url)?;
+        }
+        if self.locations {
+            let hidden = img.status == vela_domain::ImageStatus::Deactivated && !self.admin;
+            let locations: Vec<serde_json::Value> = img
+                .locations
+                .iter()
+                .filter(|_| !hidden)
+                .map(|l| {
+                    let metadata = match self.multi_store {
+                        true => serde_json::json!({"store": l.store}),
+                        false => serde_json::json!({}),
+                    };
+                    serde_json::json!({"url": l.url, "metadata": metadata})
+                })
+                .collect();
+            m.serialize_entry("locations", &locations)?;
+        }
         if self.multi_store && !img.locations.is_empty() {
             let stores: Vec<&str> = img.locations.iter().map(|l| l.store.as_str()).collect();
             m.serialize_entry("stores", &stores.join(","))?;

@@ -137,6 +137,11 @@ pub struct ImagesConfig {
     pub image_member_quota: i64,
     /// Import methods advertised to clients.
     pub enabled_import_methods: Vec<String>,
+    /// Show each image's first data location as `direct_url` (Glance's option of the same
+    /// name; off by default, as location URLs reveal the back-end layout).
+    pub show_image_direct_url: bool,
+    /// Show the `locations` list (Glance's `show_multiple_locations`).
+    pub show_multiple_locations: bool,
     /// Seconds an upload stays `saving` without its node renewing the lease; after that any
     /// node returns the image to `queued` and removes the partial data.
     pub upload_lease_secs: u64,
@@ -282,6 +287,8 @@ impl Default for ImagesConfig {
             image_tag_quota: rules.image_tag_quota,
             image_member_quota: rules.image_member_quota,
             enabled_import_methods: Vec::new(),
+            show_image_direct_url: false,
+            show_multiple_locations: false,
             upload_lease_secs: 60,
             delayed_delete: false,
             scrub_time_secs: 43200,

@@ -265,6 +265,8 @@ impl Application {
             auth: auth::authenticator(&cfg.auth, identity.as_ref())?,
             policy: auth::load_policy(&cfg.auth)?,
             delayed_delete: cfg.images.delayed_delete,
+            show_image_direct_url: cfg.images.show_image_direct_url,
+            show_multiple_locations: cfg.images.show_multiple_locations,
             upload_lease: Duration::from_secs(cfg.images.upload_lease_secs.max(1)),
             rules: ImageRules {
                 disk_formats: cfg.images.disk_formats.clone(),

@@ -28,7 +28,7 @@ pub async fn create(
     tracing::info!(image_id = %img.id, request_id = %ctx.request_id, "image created");
     let mut resp = json_response(
         StatusCode::CREATED,
-        &ImageView::new(&state, &state.policy.redact(&img, &ctx)),
+        &ImageView::new(&state, &ctx, &state.policy.redact(&img, &ctx)),
     );
     let location = format!("{}/v2/images/{}", base_url(&state, &headers), img.id);
     if let Ok(v) = HeaderValue::from_str(&location) {

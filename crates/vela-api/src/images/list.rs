@@ -76,7 +76,7 @@ pub async fn list(
     let page = Page {
         images: shown
             .iter()
-            .map(|img| ImageView::new(&state, img))
+            .map(|img| ImageView::new(&state, &ctx, img))
             .collect(),
         first: link(&without_marker),
         next,

@@ -41,6 +41,6 @@ pub async fn patch(
     .await?;
     Ok(json_response(
         StatusCode::OK,
-        &ImageView::new(&state, &state.policy.redact(&img, &ctx)),
+        &ImageView::new(&state, &ctx, &state.policy.redact(&img, &ctx)),
     ))
 }

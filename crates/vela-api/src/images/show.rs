@@ -21,7 +21,7 @@ pub async fn show(
     let img = load_for(&state, &ctx, &id, Action::GetImage).await?;
     Ok(json_response(
         StatusCode::OK,
-        &ImageView::new(&state, &state.policy.redact(&img, &ctx)),
+        &ImageView::new(&state, &ctx, &state.policy.redact(&img, &ctx)),
     ))
 }
 

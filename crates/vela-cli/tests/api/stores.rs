@@ -264,3 +264,57 @@ async fn deleting_from_a_store_follows_glance() {
     let msg = expect_error(app.delete(&mine_path).await, StatusCode::CONFLICT).await;
     assert!(msg.contains("status is not 'active'"), "{msg}");
 }
+
+#[tokio::test]
+async fn locations_and_direct_url_only_when_configured() {
+    let app = TestApp::spawn_with_config(
+        "[images]\nshow_image_direct_url = true\nshow_multiple_locations = true\n",
+    )
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let owner = crate::helpers::Persona::member(&app.name("proj"));
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": "loc", "disk_format": "raw", "container_format": "bare"})),
+        )
+        .await;
+    let img = expect_json(resp, StatusCode::CREATED).await;
+    assert_eq!(img["locations"], json!([]));
+    assert!(img.get("direct_url").is_none());
+    let id = img["id"].as_str().unwrap();
+    assert_eq!(
+        app.put_file(id, b"abc".to_vec()).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let shown = app.show(id).await;
+    let url = shown["direct_url"].as_str().unwrap();
+    assert!(url.starts_with("file://") && url.ends_with(id), "{url}");
+    assert_eq!(shown["locations"], json!([{"url": url, "metadata": {}}]));
+    // A deactivated image's locations are hidden from non-admins.
+    assert_eq!(
+        app.post_empty(&format!("/v2/images/{id}/actions/deactivate"))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = app
+        .send(
+            app.request(Method::GET, &format!("/v2/images/{id}"))
+                .headers(owner.headers()),
+        )
+        .await;
+    let v = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(v["locations"], json!([]));
+    assert_eq!(app.show(id).await["locations"][0]["url"], url);
+
+    // Off by default.
+    let plain = TestApp::spawn().await;
+    let img = plain
+        .create_active_image(json!({"name": plain.name("p")}), b"abc")
+        .await;
+    assert!(img.get("locations").is_none() && img.get("direct_url").is_none());
+}
