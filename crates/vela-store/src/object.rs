@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -105,17 +105,20 @@ impl ObjectBackend {
         format!("{}{key}", self.base)
     }
 
-    /// Writes the rest of `body` as a multipart upload that starts with `first`.
+    /// Writes `first` and the rest of `body` as a multipart upload.
     async fn put_multipart(
         &self,
         path: &Path,
-        first: Bytes,
+        first: Vec<Bytes>,
         mut body: ByteStream,
     ) -> Result<u64, StoreError> {
         let upload = self.store.put_multipart(path).await.map_err(store_error)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-        let mut size = first.len() as u64;
-        writer.put(first);
+        let mut size = 0;
+        for chunk in first {
+            size += chunk.len() as u64;
+            writer.put(chunk);
+        }
         loop {
             let next = match body.next().await {
                 None => break,
@@ -154,23 +157,27 @@ impl Store for ObjectBackend {
         let key = format!("{}{image_id}", self.prefix);
         let path = Path::parse(&key).map_err(|e| StoreError::Config(e.to_string()))?;
         // Up to one part: a single PUT. More: a multipart upload.
-        let mut head = BytesMut::with_capacity(self.part_size);
-        while head.len() < self.part_size {
+        // The received chunks are kept as they are (no copy into one buffer).
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut head_len = 0;
+        while head_len < self.part_size {
             match body.next().await {
                 None => break,
-                Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    head_len += chunk.len();
+                    head.push(chunk);
+                }
                 Some(Err(e)) => return Err(StoreError::Body(e)),
             }
         }
-        let size = if head.len() < self.part_size {
-            let size = head.len() as u64;
+        let size = if head_len < self.part_size {
             self.store
-                .put(&path, PutPayload::from(head.freeze()))
+                .put(&path, head.into_iter().collect::<PutPayload>())
                 .await
                 .map_err(store_error)?;
-            size
+            head_len as u64
         } else {
-            self.put_multipart(&path, head.freeze(), body).await?
+            self.put_multipart(&path, head, body).await?
         };
         Ok(Stored {
             location: self.location_of(&key),

@@ -262,14 +262,14 @@ impl SwiftStore {
         check(resp.status(), &self.cfg.container)
     }
 
-    /// Streams one segment of at most `segment_size` bytes from `body`: (bytes, etag), or
-    /// None when `body` had nothing more. `first` is data already taken from `body`.
+    /// Streams one segment of at most `segment_size` bytes (`first`, then `body`): its size,
+    /// its ETag, and the bytes read past its end (the next segment's start).
     async fn put_segment(
         &self,
         path: &str,
         first: Bytes,
         body: &mut ByteStream,
-    ) -> Result<Option<(u64, String)>, StoreError> {
+    ) -> Result<(u64, String, Option<Bytes>), StoreError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let rx = std::sync::Mutex::new(Some(rx));
         let body_once = || {
@@ -329,12 +329,7 @@ impl SwiftStore {
             .unwrap_or_default()
             .trim_matches('"')
             .to_owned();
-        if let Some(rest) = rest {
-            // Put back what belongs to the next segment.
-            let tail = std::mem::replace(body, futures::stream::empty().boxed());
-            *body = futures::stream::iter([Ok(rest)]).chain(tail).boxed();
-        }
-        Ok(Some((n, etag)))
+        Ok((n, etag, rest))
     }
 
     async fn delete_path(&self, path: &str, query: &str) -> Result<(), StoreError> {
@@ -388,23 +383,26 @@ impl Store for SwiftStore {
         let mut segments: Vec<(String, u64, String)> = Vec::new();
         let mut total = 0u64;
         let outcome: Result<(), StoreError> = async {
+            let mut carry: Option<Bytes> = None;
             loop {
                 // Only start a segment when there is a byte for it (or for the first one).
-                let first = match body.next().await {
-                    None if !segments.is_empty() => break,
-                    None => Bytes::new(),
-                    Some(Ok(c)) => c,
-                    Some(Err(e)) => return Err(StoreError::Body(e)),
+                let first = match carry.take() {
+                    Some(c) => c,
+                    None => match body.next().await {
+                        None if !segments.is_empty() => break,
+                        None => Bytes::new(),
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => return Err(StoreError::Body(e)),
+                    },
                 };
                 let path = self.object_path(&format!("{key}/seg/{run}/{:08}", segments.len()));
-                let Some((n, etag)) = self.put_segment(&path, first, &mut body).await? else {
-                    break;
-                };
+                let (n, etag, rest) = self.put_segment(&path, first, &mut body).await?;
                 total += n;
                 segments.push((path, n, etag));
                 if n < self.cfg.segment_size {
                     break;
                 }
+                carry = rest;
             }
             Ok(())
         }

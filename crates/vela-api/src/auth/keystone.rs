@@ -247,10 +247,3 @@ impl TokenValidator for Keystone {
         Ok(ctx)
     }
 }
-
-/// Reads a Keystone-format token body (also what Vela's embedded service returns).
-pub fn parse_token_body(body: &[u8]) -> Result<(RequestContext, DateTime<Utc>), AuthError> {
-    let b: TokenBody = serde_json::from_slice(body)
-        .map_err(|e| AuthError::Invalid(format!("unreadable token body: {e}")))?;
-    context_of(b.token)
-}

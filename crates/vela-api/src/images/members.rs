@@ -146,14 +146,15 @@ pub async fn list(
         Ok(only) => state.db.list_members(&id, only).await?,
         Err(()) => Vec::new(),
     };
+    // Glance filters each row through `get_member`; its target is the image, so one check
+    // decides for all rows.
+    let may_see = state
+        .policy
+        .enforce_on_image(Action::GetMember, &ctx, &img)
+        .is_ok();
     let views: Vec<MemberView> = members
         .iter()
-        .filter(|_| {
-            state
-                .policy
-                .enforce_on_image(Action::GetMember, &ctx, &img)
-                .is_ok()
-        })
+        .filter(|_| may_see)
         .map(MemberView::from)
         .collect();
     Ok(json_response(
