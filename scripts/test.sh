@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project:
 #  1. a real Keystone on loopback (scripts/keystone.sh: PyPI `keystone`, SQLite, fernet) for the
-#     Keystone-mode tests, and a real one-node Ceph (scripts/ceph.sh: Debian's Ceph, radosgw as
-#     the S3 server) for the S3 store tests (each skipped with a warning when it cannot be
-#     started, unless VELA_REQUIRE_KEYSTONE=1 / VELA_REQUIRE_S3=1, as in CI);
+#     Keystone-mode tests, a real one-node Ceph (scripts/ceph.sh: Debian's Ceph, radosgw as
+#     the S3 and a Swift-API server, an RBD pool) and OpenStack Swift (scripts/swift.sh:
+#     Debian's Swift, tempauth and keystoneauth) for the store tests (each skipped with a
+#     warning when it cannot be started, unless VELA_REQUIRE_KEYSTONE=1 / VELA_REQUIRE_S3=1,
+#     as in CI);
 #  2. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
 #     talks HTTP to it), on SQLite;
 #  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
@@ -17,7 +19,9 @@ cd "$(dirname "$0")/.."
 
 KEYSTONE_STARTED=0
 CEPH_STARTED=0
+SWIFT_STARTED=0
 stop_services() {
+  [ "$SWIFT_STARTED" = 1 ] && bash scripts/swift.sh stop
   [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop
   [ "$CEPH_STARTED" = 1 ] && bash scripts/ceph.sh stop
   true
@@ -42,6 +46,17 @@ elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
   exit 1
 else
   echo "WARNING: Ceph could not be started: S3 store tests will be skipped" >&2
+fi
+
+# OpenStack Swift (Debian's packages), with tempauth and, beside the Keystone, keystoneauth.
+if swift_env="$(bash scripts/swift.sh start)"; then
+  eval "$swift_env"
+  SWIFT_STARTED=1
+elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
+  echo "Swift could not be started and VELA_REQUIRE_S3=1" >&2
+  exit 1
+else
+  echo "WARNING: Swift could not be started: OpenStack Swift store tests will be skipped" >&2
 fi
 
 cargo test --workspace --release

@@ -136,6 +136,11 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Body(cause) => ApiError::bad_request(cause.to_string()),
             StoreError::NotFound(_) => ApiError::not_found("Image data not found"),
+            StoreError::ReadOnly(_) => ApiError::new(
+                StatusCode::GONE,
+                "Error in store configuration. Adding images to store is disabled.",
+            ),
+            StoreError::BadLocation(_) => ApiError::bad_request("Invalid location"),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(

@@ -34,6 +34,9 @@ fn store_list(state: &AppState, detail: bool) -> serde_json::Value {
             if s.id() == default {
                 v["default"] = json!("true");
             }
+            if s.read_only() {
+                v["read-only"] = json!("true");
+            }
             if detail {
                 v["type"] = json!(s.kind());
                 v["weight"] = json!(0);

@@ -123,6 +123,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/images/{id}/tasks", get(images::show::tasks))
         .route(
+            "/images/{id}/locations",
+            get(images::locations::list).post(images::locations::add),
+        )
+        .route(
             "/images/{id}/members",
             get(images::members::list).post(images::members::create),
         )

@@ -188,13 +188,7 @@ impl Serialize for ImageView<'_> {
                 .locations
                 .iter()
                 .filter(|_| !hidden)
-                .map(|l| {
-                    let metadata = match self.multi_store {
-                        true => serde_json::json!({"store": l.store}),
-                        false => serde_json::json!({}),
-                    };
-                    serde_json::json!({"url": l.url, "metadata": metadata})
-                })
+                .map(|l| location_json(l, self.multi_store))
                 .collect();
             m.serialize_entry("locations", &locations)?;
         }
@@ -208,4 +202,17 @@ impl Serialize for ImageView<'_> {
         m.serialize_entry("visibility", img.visibility.as_str())?;
         m.end()
     }
+}
+
+/// A location as Glance shows it: `url` and `metadata`, the metadata carrying the store id when
+/// several stores are configured.
+pub fn location_json(
+    l: &vela_domain::image::ImageLocation,
+    multi_store: bool,
+) -> serde_json::Value {
+    let mut metadata = l.metadata.clone();
+    if multi_store {
+        metadata.insert("store".into(), l.store.clone().into());
+    }
+    serde_json::json!({"url": l.url, "metadata": metadata})
 }

@@ -29,6 +29,25 @@ fn corrupt(what: &str, v: &str) -> DbError {
 }
 
 /// A TEXT column. MySQL reports TEXT with a binary collation as a blob, so accept bytes too.
+/// A location's metadata column: NULL is an empty object.
+fn location_metadata(row: &AnyRow) -> Result<serde_json::Map<String, serde_json::Value>, DbError> {
+    let raw: Option<String> = match row.try_get::<Option<String>, _>("metadata") {
+        Ok(v) => v,
+        Err(_) => row
+            .try_get::<Option<Vec<u8>>, _>("metadata")?
+            .map(String::from_utf8)
+            .transpose()
+            .map_err(|_| corrupt("non-UTF-8 text in", "metadata"))?,
+    };
+    match raw {
+        None => Ok(serde_json::Map::new()),
+        Some(s) => match serde_json::from_str(&s) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            _ => Err(corrupt("invalid JSON in", "metadata")),
+        },
+    }
+}
+
 pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, DbError> {
     match row.try_get::<String, _>(col) {
         Ok(s) => Ok(s),
@@ -95,7 +114,10 @@ impl Db {
         for (table, cols) in [
             ("image_properties", "image_id, name, value"),
             ("image_tags", "image_id, value"),
-            ("image_locations", "image_id, position, store, url"),
+            (
+                "image_locations",
+                "image_id, position, store, url, metadata",
+            ),
         ] {
             let mut q = self.sql(&format!("SELECT {cols} FROM {table} WHERE image_id IN "));
             q.bind_list(ids.clone());
@@ -121,6 +143,7 @@ impl Db {
                     _ => img.locations.push(ImageLocation {
                         store: text(&row, "store")?,
                         url: text(&row, "url")?,
+                        metadata: location_metadata(&row)?,
                     }),
                 }
             }
@@ -301,8 +324,11 @@ impl Db {
                 .execute(&mut *conn)
                 .await?;
             for (pos, loc) in after.locations.iter().enumerate() {
-                let mut q = self
-                    .sql("INSERT INTO image_locations (image_id, position, store, url) VALUES (");
+                let mut q = self.sql(
+                    "INSERT INTO image_locations (image_id, position, store, url, metadata) VALUES (",
+                );
+                let metadata = (!loc.metadata.is_empty())
+                    .then(|| serde_json::Value::Object(loc.metadata.clone()).to_string());
                 q.bind(id.to_owned())
                     .push(", ")
                     .bind(pos as i64)
@@ -310,6 +336,8 @@ impl Db {
                     .bind(loc.store.clone())
                     .push(", ")
                     .bind(loc.url.clone())
+                    .push(", ")
+                    .bind(metadata)
                     .push(")");
                 sqlx::query_with(&q.text, q.args)
                     .execute(&mut *conn)

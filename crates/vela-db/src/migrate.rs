@@ -14,6 +14,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_upload_lease.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_identity.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_location_metadata.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -22,15 +26,23 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_upload_lease.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_identity.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_location_metadata.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
     (2, include_str!("../migrations/mysql/0002_upload_lease.sql")),
     (3, include_str!("../migrations/mysql/0003_identity.sql")),
+    (
+        4,
+        include_str!("../migrations/mysql/0004_location_metadata.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

@@ -80,6 +80,8 @@ pub struct ImageLocation {
     pub store: String,
     /// Store-specific URL, e.g. `file:///var/lib/vela/images/<id>`.
     pub url: String,
+    /// The location's metadata, as a client gave it (empty for uploaded data).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An image record with its custom properties and tags.
@@ -303,6 +305,7 @@ mod tests {
         img.locations.push(ImageLocation {
             store: "file".into(),
             url: "file:///x".into(),
+            metadata: Default::default(),
         });
         img.mark_deleted(3, true).unwrap();
         assert_eq!(img.status, ImageStatus::PendingDelete);

@@ -11,6 +11,7 @@ pub mod create;
 pub mod error;
 pub mod image;
 pub mod list;
+pub mod location;
 pub mod member;
 pub mod patch;
 pub mod policy;

@@ -174,13 +174,27 @@ pub fn apply(
     policy: &Policy,
 ) -> Result<(), DomainError> {
     for op in ops {
-        apply_one(img, op, dialect, ctx, rules, policy)?;
-        // Like Glance, every visibility operation is checked for its value, changed or not.
-        if op.path[0] == "visibility" {
-            check_visibility_change(img, ctx, policy)?;
-        }
+        apply_op(img, op, dialect, ctx, rules, policy)?;
     }
     rules.check_quotas(img)
+}
+
+/// Applies one operation (not the quotas, which hold for the whole patch). Operations on
+/// `/locations` are refused here: they need the stores (see [`crate::location`]).
+pub fn apply_op(
+    img: &mut Image,
+    op: &PatchOp,
+    dialect: Dialect,
+    ctx: &RequestContext,
+    rules: &ImageRules,
+    policy: &Policy,
+) -> Result<(), DomainError> {
+    apply_one(img, op, dialect, ctx, rules, policy)?;
+    // Like Glance, every visibility operation is checked for its value, changed or not.
+    if op.path[0] == "visibility" {
+        check_visibility_change(img, ctx, policy)?;
+    }
+    Ok(())
 }
 
 fn apply_one(

@@ -33,7 +33,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamedStore {
-    /// `file` (a directory), `s3` (AWS or any S3-compatible service) or `swift`.
+    /// `file` (a directory), `s3` (AWS or any S3-compatible service), `swift`, `http`
+    /// (read-only: serves locations that are http(s) URLs) or `rbd` (Ceph RBD; needs a build
+    /// with the `rbd` feature).
     #[serde(rename = "type")]
     pub kind: String,
     /// `file`: the directory.
@@ -73,6 +75,20 @@ pub struct NamedStore {
     pub container: String,
     /// `swift`: largest segment of an image in MiB (default 200).
     pub segment_size_mib: Option<u64>,
+    /// `http`: accept any TLS certificate (default false: certificates are verified).
+    pub insecure: bool,
+    /// `http`: a PEM file of extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// `rbd`: the pool (default `images`).
+    pub pool: Option<String>,
+    /// `rbd`: the ceph.conf to read (default: librados' search path).
+    pub ceph_conf: Option<PathBuf>,
+    /// `rbd`: the RADOS user (`client.<rados_user>`; default `admin`).
+    pub rados_user: Option<String>,
+    /// `rbd`: object size and write chunk, MiB, a power of two (default 8).
+    pub chunk_size_mib: Option<u64>,
+    /// `rbd`: seconds to wait for the cluster (connect, monitor and OSD operations; default 30).
+    pub connect_timeout_secs: Option<u64>,
 }
 
 /// `[server]`
@@ -375,9 +391,15 @@ impl Config {
                     !s.auth_url.is_empty() && !s.container.is_empty(),
                     "[stores.{name}] needs an auth_url and a container"
                 ),
-                other => {
-                    anyhow::bail!("[stores.{name}] type '{other}' is not one of: file, s3, swift")
-                }
+                "http" => {}
+                "rbd" => anyhow::ensure!(
+                    s.chunk_size_mib
+                        .is_none_or(|c| c.is_power_of_two() && c <= 32),
+                    "[stores.{name}] chunk_size_mib must be a power of two, at most 32"
+                ),
+                other => anyhow::bail!(
+                    "[stores.{name}] type '{other}' is not one of: file, s3, swift, http, rbd"
+                ),
             }
         }
         if let Some(d) = &self.store.default {

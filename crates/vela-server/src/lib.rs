@@ -18,6 +18,7 @@ use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::FsStore;
+use vela_store::http::{HttpConfig, HttpStore};
 use vela_store::object::{ObjectBackend, S3Config};
 use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
 use vela_store::{Store, Stores};
@@ -186,6 +187,14 @@ fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
 }
 
 /// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]`.
+#[cfg(not(feature = "rbd"))]
+fn open_rbd(name: &str, _s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!(
+        "[stores.{name}] type 'rbd' needs a build with the `rbd` feature \
+         (cargo build --release --features rbd; Debian packages librbd-dev librados-dev)"
+    )
+}
+
 pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
     let open_dir = |id: &str, dir: &std::path::Path| -> anyhow::Result<Arc<dyn Store>> {
         let store = FsStore::open(id, dir)
@@ -221,6 +230,17 @@ pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
                 SwiftStore::new(name, swift_config(s))
                     .with_context(|| format!("store '{name}'"))?,
             ),
+            "http" => Arc::new(
+                HttpStore::new(
+                    name,
+                    &HttpConfig {
+                        insecure: s.insecure,
+                        ca_file: s.ca_file.clone(),
+                    },
+                )
+                .with_context(|| format!("store '{name}'"))?,
+            ),
+            "rbd" => open_rbd(name, s)?,
             _ => open_dir(
                 name,
                 s.path.as_deref().unwrap_or(std::path::Path::new(name)),
@@ -229,7 +249,13 @@ pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
         all.push(store);
     }
     let default = cfg.store.default.as_deref().unwrap_or(&cfg.store.id);
-    Stores::new(all, default).map_err(anyhow::Error::msg)
+    let stores = Stores::new(all, default).map_err(anyhow::Error::msg)?;
+    if cfg.stores.is_empty() {
+        // Single-store mode serves http(s) locations, as Glance's default `stores = file,http`.
+        let http = HttpStore::new("http", &HttpConfig::default()).context("the http store")?;
+        return Ok(stores.with_implicit(Arc::new(http)));
+    }
+    Ok(stores)
 }
 
 impl Application {

@@ -46,6 +46,18 @@ impl HashAlgo {
         })
     }
 
+    /// Length of the digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgo::Md5 => 16,
+            HashAlgo::Sha1 => 20,
+            HashAlgo::Sha224 => 28,
+            HashAlgo::Sha256 => 32,
+            HashAlgo::Sha384 => 48,
+            HashAlgo::Sha512 => 64,
+        }
+    }
+
     /// The name stored in `os_hash_algo`.
     pub fn name(self) -> &'static str {
         match self {

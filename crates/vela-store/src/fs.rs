@@ -159,6 +159,10 @@ impl Store for FsStore {
         "file"
     }
 
+    fn owns(&self, location: &str) -> bool {
+        self.path_of(location).is_ok()
+    }
+
     async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(io::Error::other("invalid object name")));

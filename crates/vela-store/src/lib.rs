@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod fs;
+pub mod http;
 pub mod object;
 pub mod swift;
 
@@ -95,6 +96,12 @@ pub enum StoreError {
     /// The store is misconfigured.
     #[error("store configuration: {0}")]
     Config(String),
+    /// The store only serves data (the HTTP store): nothing can be written to it.
+    #[error("store {0} is read-only")]
+    ReadOnly(String),
+    /// A location URL this store cannot use (malformed, or refused by its server).
+    #[error("bad location: {0}")]
+    BadLocation(String),
 }
 
 impl StoreError {
@@ -121,6 +128,18 @@ pub trait Store: Send + Sync + Debug + 'static {
     fn id(&self) -> &str;
     /// The driver name ("file").
     fn kind(&self) -> &'static str;
+    /// Whether `location` is one of this store's URLs.
+    fn owns(&self, location: &str) -> bool;
+    /// Whether API users may add locations of this store to images. Stores that reach their
+    /// data with Vela's own credentials refuse (a client could otherwise point an image at
+    /// another image's data); a public URL store accepts.
+    fn external_locations(&self) -> bool {
+        false
+    }
+    /// A store that only serves data (uploads get [`StoreError::ReadOnly`]).
+    fn read_only(&self) -> bool {
+        false
+    }
     /// Writes the whole stream as the data of `image_id`.
     async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError>;
     /// Opens the data at `location`, optionally only `range`.
@@ -144,6 +163,9 @@ pub trait Store: Send + Sync + Debug + 'static {
 pub struct Stores {
     all: std::sync::Arc<Vec<std::sync::Arc<dyn Store>>>,
     default: usize,
+    /// Stores that serve locations but are not configured ones (the implicit HTTP store of
+    /// single-store mode, as Glance's default `stores = file,http`).
+    implicit: Option<std::sync::Arc<dyn Store>>,
 }
 
 impl Stores {
@@ -161,6 +183,7 @@ impl Stores {
         Ok(Stores {
             all: std::sync::Arc::new(all),
             default,
+            implicit: None,
         })
     }
 
@@ -169,7 +192,22 @@ impl Stores {
         Stores {
             all: std::sync::Arc::new(vec![store]),
             default: 0,
+            implicit: None,
         }
+    }
+
+    /// Adds a store that serves locations without being a configured one.
+    pub fn with_implicit(mut self, store: std::sync::Arc<dyn Store>) -> Self {
+        self.implicit = Some(store);
+        self
+    }
+
+    /// The store (configured or implicit) whose URL `location` is.
+    pub fn owner_of(&self, location: &str) -> Option<&std::sync::Arc<dyn Store>> {
+        self.all
+            .iter()
+            .chain(self.implicit.iter())
+            .find(|s| s.owns(location))
     }
 
     /// Where new data goes unless a store is asked for.
@@ -184,11 +222,13 @@ impl Stores {
 
     /// The store holding a location of `id`; a store no longer configured is a typed error.
     pub fn store_of(&self, id: &str) -> Result<&std::sync::Arc<dyn Store>, StoreError> {
-        self.get(id).ok_or_else(|| {
-            StoreError::Config(format!(
-                "image data is in store '{id}', which is not configured"
-            ))
-        })
+        self.get(id)
+            .or(self.implicit.as_ref().filter(|s| s.id() == id))
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "image data is in store '{id}', which is not configured"
+                ))
+            })
     }
 
     /// Every store, in configuration order.

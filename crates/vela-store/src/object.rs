@@ -150,6 +150,9 @@ impl Store for ObjectBackend {
         self.kind
     }
 
+    fn owns(&self, location: &str) -> bool {
+        self.path_of(location).is_ok()
+    }
     async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(std::io::Error::other("invalid object name")));

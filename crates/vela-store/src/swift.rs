@@ -373,6 +373,9 @@ impl Store for SwiftStore {
         "swift"
     }
 
+    fn owns(&self, location: &str) -> bool {
+        self.key_of(location).is_ok()
+    }
     async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(std::io::Error::other("invalid object name")));
@@ -441,8 +444,30 @@ impl Store for SwiftStore {
             cleanup(segments).await;
             return Err(e);
         }
+        // A Swift without the `slo` middleware keeps the manifest as a plain object and says
+        // nothing: the object must have the image's size, or nothing was stored.
+        let location = self.location_of(&key);
+        if total > 0 {
+            match self.size(&location).await {
+                Ok(n) if n == total => {}
+                found => {
+                    let _ = self
+                        .delete_path(&object, "?multipart-manifest=delete")
+                        .await;
+                    let _ = self.delete_path(&object, "").await;
+                    cleanup(segments).await;
+                    return Err(match found {
+                        Err(e) => e,
+                        Ok(n) => StoreError::Config(format!(
+                            "Swift stored {n} bytes for a {total}-byte image: static large \
+                             objects are not supported there (the proxy needs the slo middleware)"
+                        )),
+                    });
+                }
+            }
+        }
         Ok(Stored {
-            location: self.location_of(&key),
+            location,
             size: total,
         })
     }

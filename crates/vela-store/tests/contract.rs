@@ -1,6 +1,9 @@
 //! The store contract: the same tests for every store. The filesystem store always runs; the
 //! S3 store runs against the real S3 server named by `VELA_S3_ENDPOINT` (`scripts/ceph.sh
-//! start` exports it with the bucket and keys), and must when `VELA_REQUIRE_S3=1` (CI).
+//! start` exports it with the bucket and keys), the Swift store against radosgw's Swift API
+//! (`VELA_SWIFT_*`, same script) and against OpenStack Swift (`VELA_OS_SWIFT_*`,
+//! `scripts/swift.sh start`), with tempauth and, when Swift was started beside a Keystone,
+//! through Keystone. They must run when `VELA_REQUIRE_S3=1` (CI).
 
 #![allow(clippy::unwrap_used)]
 
@@ -194,58 +197,124 @@ async fn unreachable_s3_is_a_typed_error() {
     ));
 }
 
-fn swift_config() -> Option<SwiftConfig> {
-    let Ok(auth_url) = std::env::var("VELA_SWIFT_AUTH_URL") else {
+/// A Swift store's settings from `{prefix}_AUTH_URL`, `_USER`, `_KEY` (v1 auth): radosgw's
+/// Swift API (`VELA_SWIFT`, from `scripts/ceph.sh start`) or OpenStack Swift with tempauth
+/// (`VELA_OS_SWIFT`, from `scripts/swift.sh start`).
+fn swift_config(prefix: &str) -> Option<SwiftConfig> {
+    let Ok(auth_url) = std::env::var(format!("{prefix}_AUTH_URL")) else {
         assert!(
             std::env::var("VELA_REQUIRE_S3").as_deref() != Ok("1"),
-            "VELA_REQUIRE_S3=1 but VELA_SWIFT_AUTH_URL is not set (scripts/ceph.sh start)"
+            "VELA_REQUIRE_S3=1 but {prefix}_AUTH_URL is not set (scripts/ceph.sh or swift.sh start)"
         );
-        eprintln!("VELA_SWIFT_AUTH_URL not set: Swift contract test skipped");
+        eprintln!("{prefix}_AUTH_URL not set: this Swift contract test is skipped");
         return None;
     };
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    Some(SwiftConfig {
-        auth: SwiftAuth::V1 {
-            auth_url,
-            user: var("VELA_SWIFT_USER"),
-            key: var("VELA_SWIFT_KEY"),
-        },
+    let var = |k: &str| std::env::var(format!("{prefix}_{k}")).unwrap_or_default();
+    Some(swift_settings(SwiftAuth::V1 {
+        auth_url,
+        user: var("USER"),
+        key: var("KEY"),
+    }))
+}
+
+fn swift_settings(auth: SwiftAuth) -> SwiftConfig {
+    SwiftConfig {
+        auth,
         container: "vela-contract".into(),
         prefix: format!("contract-{}/", &image_id()[..8]),
         // Small segments, so that 5 MiB + 1 and 1 GiB are multi-segment objects.
         segment_size: 4 * MIB,
-    })
+    }
+}
+
+/// OpenStack Swift behind Keystone (`scripts/swift.sh start` with a Keystone from
+/// `scripts/keystone.sh start`): v3 password auth as Vela's service user, storage URL from the
+/// catalog.
+fn keystone_swift_config() -> Option<SwiftConfig> {
+    if std::env::var("VELA_OS_SWIFT_KEYSTONE").as_deref() != Ok("1") {
+        assert!(
+            std::env::var("VELA_REQUIRE_KEYSTONE").as_deref() != Ok("1")
+                || std::env::var("VELA_REQUIRE_S3").as_deref() != Ok("1"),
+            "a Keystone and Swift are required but Swift runs without Keystone"
+        );
+        eprintln!("VELA_OS_SWIFT_KEYSTONE is not 1: Swift-with-Keystone contract test skipped");
+        return None;
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(swift_settings(SwiftAuth::Keystone {
+        auth_url: var("KEYSTONE_URL"),
+        username: var("KEYSTONE_SERVICE_USER"),
+        password: var("KEYSTONE_SERVICE_PASSWORD"),
+        project_name: "service".into(),
+        user_domain_name: "Default".into(),
+        project_domain_name: "Default".into(),
+        interface: "public".into(),
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swift_store_keeps_the_contract() {
-    let Some(cfg) = swift_config() else { return };
+async fn radosgw_swift_store_keeps_the_contract() {
+    let Some(cfg) = swift_config("VELA_SWIFT") else {
+        return;
+    };
+    contract(Arc::new(SwiftStore::new("swift", cfg).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstack_swift_store_keeps_the_contract() {
+    let Some(cfg) = swift_config("VELA_OS_SWIFT") else {
+        return;
+    };
+    contract(Arc::new(SwiftStore::new("swift", cfg).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_swift_store_keeps_the_contract() {
+    let Some(cfg) = keystone_swift_config() else {
+        return;
+    };
     contract(Arc::new(SwiftStore::new("swift", cfg).unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_or_refused_swift_is_a_typed_error() {
-    let Some(mut cfg) = swift_config() else {
-        return;
-    };
-    let good = cfg.clone();
-    cfg.auth = SwiftAuth::V1 {
-        auth_url: "http://127.0.0.1:9/auth/1.0".into(),
-        user: "u".into(),
-        key: "k".into(),
-    };
-    let store = SwiftStore::new("swift", cfg).unwrap();
-    assert!(matches!(
-        store.put(&image_id(), data(1, 10)).await,
-        Err(StoreError::Unavailable(_))
-    ));
-    let mut cfg = good;
-    if let SwiftAuth::V1 { key, .. } = &mut cfg.auth {
-        *key = "wrong".into();
+    for prefix in ["VELA_SWIFT", "VELA_OS_SWIFT"] {
+        let Some(mut cfg) = swift_config(prefix) else {
+            continue;
+        };
+        let good = cfg.clone();
+        cfg.auth = SwiftAuth::V1 {
+            auth_url: "http://127.0.0.1:9/auth/1.0".into(),
+            user: "u".into(),
+            key: "k".into(),
+        };
+        let store = SwiftStore::new("swift", cfg).unwrap();
+        assert!(matches!(
+            store.put(&image_id(), data(1, 10)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let mut cfg = good;
+        if let SwiftAuth::V1 { key, .. } = &mut cfg.auth {
+            *key = "wrong".into();
+        }
+        let store = SwiftStore::new("swift", cfg).unwrap();
+        assert!(
+            matches!(
+                store.put(&image_id(), data(1, 10)).await,
+                Err(StoreError::Denied(_))
+            ),
+            "{prefix}: wrong key"
+        );
     }
-    let store = SwiftStore::new("swift", cfg).unwrap();
-    assert!(matches!(
-        store.put(&image_id(), data(1, 10)).await,
-        Err(StoreError::Denied(_))
-    ));
+    // Keystone: a wrong password is refused by Keystone itself.
+    if let Some(mut cfg) = keystone_swift_config() {
+        if let SwiftAuth::Keystone { password, .. } = &mut cfg.auth {
+            *password = "wrong".into();
+        }
+        let store = SwiftStore::new("swift", cfg).unwrap();
+        assert!(matches!(
+            store.put(&image_id(), data(1, 10)).await,
+            Err(StoreError::Denied(_))
+        ));
+    }
 }

@@ -191,6 +191,7 @@ async fn receive(
                 let location = ImageLocation {
                     store: store.id().to_owned(),
                     url: stored.location.clone(),
+                    metadata: Default::default(),
                 };
                 let activated = state
                     .db
@@ -255,7 +256,7 @@ async fn receive(
 }
 
 /// A parsed `Range` request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum RangeSpec {
     FromTo(u64, Option<u64>),
     Suffix(u64),
@@ -344,28 +345,57 @@ pub async fn download(
             "The requested image has been deactivated. Image data download is forbidden.",
         ));
     }
-    let Some(loc) = img.locations.first() else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    let store = state.stores.store_of(&loc.store)?;
     let requested = header_str(&headers, header::RANGE.as_str())
         .or_else(|| header_str(&headers, header::CONTENT_RANGE.as_str()))
         .map(|v| parse_range(&v))
         .transpose()?;
+    // Each location in turn, as Glance: a store that fails to open the data passes to the
+    // next copy. A range the data cannot satisfy is the client's error, not the store's.
+    let mut failed = None;
+    for loc in &img.locations {
+        match serve_location(&state, &img, loc, &requested).await {
+            Ok(resp) => return Ok(resp),
+            Err(Served::Client(e)) => return Err(e),
+            Err(Served::Store(e)) => {
+                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "could not read image data; trying the next location");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        None | Some(StoreError::NotFound(_)) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// Why a location could not be served.
+enum Served {
+    /// The request cannot be served from any copy.
+    Client(ApiError),
+    /// This copy failed.
+    Store(StoreError),
+}
+
+async fn serve_location(
+    state: &AppState,
+    img: &Image,
+    loc: &ImageLocation,
+    requested: &Option<RangeSpec>,
+) -> Result<Response, Served> {
+    let store = state
+        .stores
+        .store_of(&loc.store)
+        .map_err(Served::Store)?
+        .clone();
     let size = match img.size {
         Some(s) => u64::try_from(s).unwrap_or(0),
-        None => match store.size(&loc.url).await {
-            Ok(s) => s,
-            Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
-            Err(e) => return Err(e.into()),
-        },
+        None => store.size(&loc.url).await.map_err(Served::Store)?,
     };
-    let range = requested.map(|r| resolve(r, size)).transpose()?;
-    let fetched = match store.get(&loc.url, range).await {
-        Ok(f) => f,
-        Err(StoreError::NotFound(_)) => return Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => return Err(e.into()),
+    let range = match requested {
+        Some(r) => Some(resolve(r.clone(), size).map_err(Served::Client)?),
+        None => None,
     };
+    let fetched = store.get(&loc.url, range).await.map_err(Served::Store)?;
     let (status, length) = match range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.len()),
         None => (StatusCode::OK, fetched.total_size),

@@ -5,6 +5,7 @@ pub mod create;
 pub mod data;
 pub mod delete;
 pub mod list;
+pub mod locations;
 pub mod members;
 pub mod patch;
 pub mod show;

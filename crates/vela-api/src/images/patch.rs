@@ -33,6 +33,13 @@ pub async fn patch(
     let id = image_id(&id)?;
     let doc = json_body(&body)?;
     let ops = patch::parse(&doc, dialect)?;
+    if ops.iter().any(|op| op.path[0] == "locations") {
+        let img = super::locations::patch_with_locations(&state, &ctx, &id, &ops, dialect).await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &ImageView::new(&state, &ctx, &state.policy.redact(&img, &ctx)),
+        ));
+    }
     let rules = state.cfg.rules.clone();
     let policy = state.policy.clone();
     let (img, ()) = modify(&state, &ctx, &id, Action::ModifyImage, |img| {

@@ -16,6 +16,7 @@ mod identity;
 mod images;
 mod keystone;
 mod list;
+mod locations;
 mod matrix;
 mod patch;
 mod protections;

@@ -43,6 +43,9 @@ pub enum Action {
     StoresInfoDetail,
     GetImageLocation,
     DeleteImageLocation,
+    SetImageLocation,
+    AddImageLocation,
+    FetchImageLocation,
 }
 
 impl Action {
@@ -69,6 +72,9 @@ impl Action {
             Action::StoresInfoDetail => "stores_info_detail",
             Action::GetImageLocation => "get_image_location",
             Action::DeleteImageLocation => "delete_image_location",
+            Action::SetImageLocation => "set_image_location",
+            Action::AddImageLocation => "add_image_location",
+            Action::FetchImageLocation => "fetch_image_location",
         }
     }
 }

@@ -1,0 +1,457 @@
+//! Image locations: JSON-patch operations on `/locations` (behind `show_multiple_locations`),
+//! and the location API for services (`POST`/`GET /v2/images/{id}/locations`).
+//!
+//! A new location must be a URL of a store that accepts external locations (the HTTP store);
+//! the store is asked for its size before the location is recorded. Locations whose data is
+//! reached with Vela's own store credentials (file, S3, Swift) cannot be added by clients:
+//! that would let a client point its image at another image's data.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::Value;
+use vela_domain::image::ImageLocation;
+use vela_domain::location::{LocationChange, LocationValue, ResolvedLocation, ValidationData};
+use vela_domain::patch::{self, Dialect, PatchOp};
+use vela_domain::policy::Action;
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
+use vela_store::digest::{digesting, Limits};
+use vela_store::{Store, StoreError};
+
+use super::{load_for, load_visible, modify};
+use crate::auth::Ctx;
+use crate::wire::{image_id, json_body, json_response, location_json};
+use crate::{ApiError, AppState};
+
+fn invalid_location() -> ApiError {
+    ApiError::bad_request("Invalid location")
+}
+
+/// The store that serves `url`, if clients may add its locations.
+fn external_store<'a>(state: &'a AppState, url: &str) -> Option<&'a Arc<dyn Store>> {
+    state
+        .stores
+        .owner_of(url)
+        .filter(|s| s.external_locations())
+}
+
+/// Finds the store of each value and asks it for the size.
+async fn resolve(
+    state: &AppState,
+    values: &[LocationValue],
+    queued: bool,
+) -> Result<Vec<ResolvedLocation>, ApiError> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let store = external_store(state, &v.url).ok_or_else(invalid_location)?;
+        let size = match store.size(&v.url).await {
+            Ok(n) if n > 0 => n,
+            Ok(_) | Err(StoreError::NotFound(_) | StoreError::BadLocation(_)) => {
+                return Err(invalid_location())
+            }
+            // Glance's wording when it cannot reach the URL of a queued image.
+            Err(e) if queued => {
+                tracing::info!(url = %v.url, error = %e, "location not reachable");
+                return Err(ApiError::bad_request("The Store URI was malformed."));
+            }
+            Err(e) => {
+                tracing::info!(url = %v.url, error = %e, "location not reachable");
+                return Err(invalid_location());
+            }
+        };
+        let mut metadata = v.metadata.clone();
+        if state.stores.is_multi() {
+            // The store is the one serving the URL, whatever the client said (as Glance).
+            metadata.remove("store");
+        }
+        out.push(ResolvedLocation {
+            location: ImageLocation {
+                store: store.id().to_owned(),
+                url: v.url.clone(),
+                metadata,
+            },
+            size,
+            validation: v.validation.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A PATCH that touches `/locations`: Glance's checks before the image is changed, then the
+/// whole patch in one transaction. Returns the image and the locations removed (their data
+/// has been deleted).
+pub async fn patch_with_locations(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &ImageId,
+    ops: &[PatchOp],
+    dialect: Dialect,
+) -> Result<Image, ApiError> {
+    let changes: Vec<Option<LocationChange>> = ops
+        .iter()
+        .map(LocationChange::from_patch)
+        .collect::<Result<_, _>>()?;
+    if changes
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, LocationChange::Replace(v) if v.is_empty()))
+    {
+        return Err(ApiError::forbidden("Cannot set locations to empty list."));
+    }
+    let current = load_visible(state, ctx, id).await?;
+    for change in changes.iter().flatten() {
+        let action = match change {
+            LocationChange::Remove(_) => Action::DeleteImageLocation,
+            _ => Action::SetImageLocation,
+        };
+        state.policy.enforce_on_image(action, ctx, &current)?;
+        if !state.cfg.show_multiple_locations {
+            let verb = match change {
+                LocationChange::Replace(_) => "update",
+                other => other.verb(),
+            };
+            return Err(ApiError::forbidden(format!(
+                "It's not allowed to {verb} locations if locations are invisible."
+            )));
+        }
+    }
+    let queued = current.status == ImageStatus::Queued;
+    let mut resolved = Vec::with_capacity(changes.len());
+    for change in &changes {
+        resolved.push(match change {
+            Some(c) => resolve(state, c.values(), queued).await?,
+            None => Vec::new(),
+        });
+    }
+    let (rules, policy) = (state.cfg.rules.clone(), state.policy.clone());
+    let algo = state.cfg.hash_algo;
+    let (img, removed) = modify(state, ctx, id, Action::ModifyImage, |img| {
+        let mut removed = Vec::new();
+        for ((op, change), resolved) in ops.iter().zip(&changes).zip(&resolved) {
+            match change {
+                Some(c) => removed.extend(img.change_locations(
+                    c,
+                    resolved,
+                    algo.name(),
+                    algo.digest_len(),
+                )?),
+                None => patch::apply_op(img, op, dialect, ctx, &rules, &policy)?,
+            }
+        }
+        rules.check_quotas(img)?;
+        Ok(removed)
+    })
+    .await?;
+    delete_data(state, id, &removed).await;
+    Ok(img)
+}
+
+/// Deletes the data of locations an image no longer has.
+async fn delete_data(state: &AppState, id: &ImageId, removed: &[ImageLocation]) {
+    for loc in removed {
+        let deleted = match state.stores.store_of(&loc.store) {
+            Ok(store) => store.delete(&loc.url).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete the data of a removed location");
+        }
+    }
+}
+
+/// `GET /v2/images/{id}/locations` (`fetch_image_location`, services by default).
+pub async fn list(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = image_id(&id)?;
+    let img = load_for(&state, &ctx, &id, Action::FetchImageLocation).await?;
+    let multi = state.stores.is_multi();
+    let locations: Vec<Value> = img
+        .locations
+        .iter()
+        .map(|l| location_json(l, multi))
+        .collect();
+    Ok(json_response(StatusCode::OK, &locations))
+}
+
+/// The body of `POST /v2/images/{id}/locations`.
+fn parse_add_body(body: &Bytes) -> Result<(String, ValidationData), ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("Body expected in request."));
+    }
+    let doc = json_body(body)?;
+    let schema = |reason: &str| {
+        ApiError::bad_request(format!(
+            "Provided object does not match schema 'location': {reason}"
+        ))
+    };
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| schema(&format!("{doc} is not of type 'object'")))?;
+    let url = match obj.get("url") {
+        Some(Value::String(u)) => u.clone(),
+        Some(other) => return Err(schema(&format!("{other} is not of type 'string'"))),
+        None => return Err(schema("'url' is a required property")),
+    };
+    let Some(v) = obj.get("validation_data") else {
+        return Ok((url, ValidationData::default()));
+    };
+    let vd = v
+        .as_object()
+        .ok_or_else(|| schema(&format!("{v} is not of type 'object'")))?;
+    if let Some(k) = vd
+        .keys()
+        .find(|k| !matches!(k.as_str(), "os_hash_algo" | "os_hash_value"))
+    {
+        return Err(schema(&format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let field = |k: &str| -> Result<Option<String>, ApiError> {
+        match vd.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(schema(&format!("{other} is not of type 'string'"))),
+        }
+    };
+    let (algo, value) = (field("os_hash_algo")?, field("os_hash_value")?);
+    match (&algo, &value) {
+        (Some(_), None) => return Err(schema("'os_hash_value' is a dependency of 'os_hash_algo'")),
+        (None, Some(_)) => return Err(schema("'os_hash_algo' is a dependency of 'os_hash_value'")),
+        _ => {}
+    }
+    if let Some(a) = &algo {
+        if !matches!(a.as_str(), "sha1" | "sha256" | "sha512" | "md5") {
+            return Err(schema(&format!(
+                "'{a}' is not one of ['sha1', 'sha256', 'sha512', 'md5']"
+            )));
+        }
+    }
+    if value.as_ref().is_some_and(|v| v.len() > 128) {
+        return Err(schema("os_hash_value is too long"));
+    }
+    Ok((
+        url,
+        ValidationData {
+            checksum: None,
+            os_hash_algo: algo,
+            os_hash_value: value,
+        },
+    ))
+}
+
+/// `POST /v2/images/{id}/locations`: gives a `queued` image its data location. As in Glance,
+/// the answer is 202 and the work (size, hashing, activation) happens in the background; a
+/// failure leaves the image `queued`.
+pub async fn add(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let id = image_id(&id)?;
+    let img = load_visible(&state, &ctx, &id).await?;
+    if img.status != ImageStatus::Queued {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "It's not allowed to add locations if image status is {}.",
+                img.status.as_str()
+            ),
+        ));
+    }
+    state
+        .policy
+        .enforce_on_image(Action::AddImageLocation, &ctx, &img)?;
+    let (url, validation) = parse_add_body(&body)?;
+    let store = external_store(&state, &url).cloned();
+    if !ctx.has_role("service") && store.as_ref().is_none_or(|s| s.kind() != "http") {
+        return Err(ApiError::forbidden(
+            "http store must be enabled to use location API by normal user.",
+        ));
+    }
+    if let (Some(algo), Some(value)) = (&validation.os_hash_algo, &validation.os_hash_value) {
+        let want = vela_store::digest::HashAlgo::parse(algo).map_or(0, |a| a.digest_len());
+        if !value.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::bad_request(format!(
+                "os_hash_value ({value}) is not a valid hexadecimal value"
+            )));
+        }
+        if value.len() != want * 2 {
+            return Err(ApiError::bad_request(format!(
+                "os_hash_value: ({value}) is not the correct size for ({algo}) (should be ({want}) bytes)"
+            )));
+        }
+    }
+    let store = store.ok_or_else(invalid_location)?;
+    // The image is locked for the background work (Glance's `os_glance_import_task`), so a
+    // second request is refused until it is done, and a client can see when it is.
+    let task = format!("location-{}", ctx.request_id);
+    modify(&state, &ctx, &id, Action::AddImageLocation, |img| {
+        if img.properties.contains_key(IMPORT_LOCK) {
+            return Err(DomainError::Conflict("Image has active task".into()));
+        }
+        if img.status != ImageStatus::Queued {
+            return Err(DomainError::Conflict(format!(
+                "It's not allowed to add locations if image status is {}.",
+                img.status.as_str()
+            )));
+        }
+        img.properties.insert(IMPORT_LOCK.into(), task.clone());
+        Ok(())
+    })
+    .await?;
+    tokio::spawn(import_location(
+        state.clone(),
+        id,
+        task,
+        store,
+        LocationValue {
+            url,
+            metadata: Default::default(),
+            validation,
+        },
+    ));
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The property that locks an image while a location is being added.
+const IMPORT_LOCK: &str = "os_glance_import_task";
+
+/// The background part of `POST …/locations`. Whatever happens, the lock is released; on
+/// failure an image this task moved to `importing` returns to `queued`.
+async fn import_location(
+    state: AppState,
+    id: ImageId,
+    task: String,
+    store: Arc<dyn Store>,
+    v: LocationValue,
+) {
+    let mut importing = false;
+    let result = try_import_location(&state, &id, store.as_ref(), &v, &mut importing).await;
+    if let Err(e) = &result {
+        tracing::warn!(image_id = %id, url = %v.url, error = %e.message, "adding the location failed");
+    }
+    let failed = result.is_err();
+    let released = state
+        .db
+        .update_image(&id, true, |img| {
+            if img.properties.get(IMPORT_LOCK) == Some(&task) {
+                img.properties.remove(IMPORT_LOCK);
+            }
+            if failed && importing && img.status == ImageStatus::Importing && !img.deleted {
+                img.set_status(ImageStatus::Queued)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = released {
+        tracing::error!(image_id = %id, error = %e, "could not release the image after adding a location");
+    }
+}
+
+async fn try_import_location(
+    state: &AppState,
+    id: &ImageId,
+    store: &dyn Store,
+    v: &LocationValue,
+    importing: &mut bool,
+) -> Result<(), ApiError> {
+    let resolved = resolve(state, std::slice::from_ref(v), true).await?;
+    let [new] = resolved.as_slice() else {
+        return Err(invalid_location());
+    };
+    let algo = state.cfg.hash_algo;
+    let requested_algo = v.validation.os_hash_algo.clone();
+    let verify = requested_algo.is_some();
+    let location = new.location.clone();
+    let size = new.size;
+    // With validation data the image is `importing` while its data is read and checked;
+    // without, it is active at once and its checksums follow.
+    state
+        .db
+        .update_image(id, false, |img| {
+            if img.status != ImageStatus::Queued {
+                return Err(DomainError::Conflict(format!(
+                    "It's not allowed to add locations if image status is {}.",
+                    img.status.as_str()
+                )));
+            }
+            if verify {
+                img.check_can_receive_data()?;
+                img.set_status(ImageStatus::Importing)?;
+                return Ok(());
+            }
+            let change = LocationChange::Add(vela_domain::location::Position::End, v.clone());
+            let plain = ResolvedLocation {
+                validation: ValidationData::default(),
+                ..new.clone()
+            };
+            img.change_locations(&change, &[plain], algo.name(), algo.digest_len())?;
+            Ok(())
+        })
+        .await?;
+    *importing = verify;
+    // The data is read once: md5 and the configured algorithm, plus the client's algorithm
+    // when it differs.
+    let check_algo = requested_algo
+        .as_deref()
+        .and_then(vela_store::digest::HashAlgo::parse)
+        .unwrap_or(algo);
+    let fetched = store.get(&location.url, None).await?;
+    let (stream, digest) = digesting(
+        fetched.body,
+        algo,
+        Limits {
+            max_size: Some(state.cfg.image_size_cap),
+            expected_size: Some(size),
+        },
+    );
+    let (stream, check) = if check_algo != algo {
+        let (s, d) = digesting(stream, check_algo, Limits::default());
+        (s, Some(d))
+    } else {
+        (stream, None)
+    };
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        chunk.map_err(|e| ApiError::bad_request(format!("reading {}: {e}", location.url)))?;
+    }
+    let d = digest.finish().await?;
+    let checked = match check {
+        Some(c) => c.finish().await?.hash,
+        None => d.hash.clone(),
+    };
+    if let Some(want) = &v.validation.os_hash_value {
+        if !want.eq_ignore_ascii_case(&checked) {
+            return Err(ApiError::bad_request(format!(
+                "os_hash_value: ({want}) not matched with actual os_hash_value: ({checked})"
+            )));
+        }
+    }
+    state
+        .db
+        .update_image(id, true, |img| {
+            if img.deleted {
+                return Ok(());
+            }
+            img.checksum = Some(d.md5.clone());
+            img.os_hash_algo = Some(algo.name().to_owned());
+            img.os_hash_value = Some(d.hash.clone());
+            if img.status == ImageStatus::Importing {
+                img.locations = vec![location.clone()];
+                img.size = i64::try_from(d.size).ok();
+                img.set_status(ImageStatus::Active)?;
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::info!(image_id = %id, url = %location.url, "location added");
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! Image locations and the read-only HTTP store: locations added by JSON patch and by the
+//! location API, the same image served from a second store, removal rules, uploads refused.
+//! The remote data is served by a real HTTP file server (tower-http's `ServeDir`, with Range
+//! support) on an ephemeral port.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use crate::helpers::{expect_error, expect_json, md5_hex, test_data, Persona, TestApp, PATCH_V21};
+
+/// A web server publishing `files` (name, bytes); returns its base URL and the directory.
+async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir.path()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), dir)
+}
+
+fn add_location(url: &str) -> Value {
+    json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}])
+}
+
+async fn patch_as(
+    app: &TestApp,
+    who: Option<&Persona>,
+    id: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let mut rb = app.patch_request(id, PATCH_V21, body);
+    if let Some(p) = who {
+        rb = rb.headers(p.headers());
+    }
+    app.send(rb).await
+}
+
+#[tokio::test]
+async fn the_same_image_is_served_from_a_second_store() {
+    let data = test_data(3 << 20);
+    let (web, _dir) = web_server(&[("copy.raw", &data), ("empty.raw", b"")]).await;
+    let local = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with_config(&format!(
+        "[store]\nid = \"local\"\npath = \"{}\"\n\n[stores.web]\ntype = \"http\"\n\n\
+         [images]\nshow_multiple_locations = true\nshow_image_direct_url = true\n",
+        local.path().display()
+    ))
+    .await;
+    if app.is_external() {
+        return;
+    }
+    // The http store is listed, read-only.
+    let v = expect_json(app.get("/v2/info/stores").await, StatusCode::OK).await;
+    assert_eq!(
+        v["stores"],
+        json!([{"id": "local", "default": "true"}, {"id": "web", "read-only": "true"}])
+    );
+
+    let img = app
+        .create_active_image(json!({"name": app.name("copied")}), &data)
+        .await;
+    let id = img["id"].as_str().unwrap();
+    assert_eq!(img["stores"], "local");
+    let url = format!("{web}/copy.raw");
+    let v = expect_json(
+        patch_as(&app, None, id, &add_location(&url)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["stores"], "local,web", "{v}");
+    assert_eq!(
+        v["locations"][1],
+        json!({"url": url, "metadata": {"store": "web"}})
+    );
+    assert_eq!(v["locations"].as_array().unwrap().len(), 2);
+    // The same location again is refused.
+    let msg = expect_error(
+        patch_as(&app, None, id, &add_location(&url)).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(msg.contains("already exists"), "{msg}");
+
+    // Remove the first copy: the image is now served from the web server alone.
+    assert_eq!(
+        app.delete(&format!("/v2/stores/local/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let leftover: Vec<_> = std::fs::read_dir(local.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(id))
+        .collect();
+    assert!(leftover.is_empty(), "local data was not removed");
+    let v = app.show(id).await;
+    assert_eq!(v["stores"], "web");
+    assert_eq!(v["direct_url"], url);
+    let resp = app.download(id).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-md5"], md5_hex(&data).as_str());
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(md5_hex(&body), img["checksum"].as_str().unwrap());
+    let resp = app.download_range(id, "bytes=1000-1999").await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resp.headers()["content-range"],
+        format!("bytes 1000-1999/{}", data.len()).as_str()
+    );
+    assert_eq!(&resp.bytes().await.unwrap()[..], &data[1000..2000]);
+
+    // The last location cannot be removed; the image keeps it.
+    let msg = expect_error(
+        patch_as(
+            &app,
+            None,
+            id,
+            &json!([{"op": "remove", "path": "/locations/0"}]),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        msg.contains("Cannot remove last location in the image."),
+        "{msg}"
+    );
+
+    // Nothing can be uploaded to the http store; the image goes back to queued.
+    let other = app
+        .create_image(
+            json!({"name": app.name("up"), "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let oid = other["id"].as_str().unwrap();
+    let resp = app
+        .send(
+            app.request(Method::PUT, &format!("/v2/images/{oid}/file"))
+                .header("content-type", "application/octet-stream")
+                .header("x-image-meta-store", "web")
+                .body(b"abc".to_vec()),
+        )
+        .await;
+    let msg = expect_error(resp, StatusCode::GONE).await;
+    assert!(msg.contains("Adding images to store is disabled"), "{msg}");
+    assert_eq!(app.show(oid).await["status"], "queued");
+
+    // A queued image with a location is active, sized by the web server.
+    let v = expect_json(
+        patch_as(&app, None, oid, &add_location(&url)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], data.len());
+    assert_eq!(v["stores"], "web");
+    assert_eq!(
+        app.download(oid).await.bytes().await.unwrap().len(),
+        data.len()
+    );
+    // Deleting the image leaves the remote data alone.
+    assert_eq!(
+        app.delete(&format!("/v2/images/{oid}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(_dir.path().join("copy.raw").exists());
+}
+
+#[tokio::test]
+async fn location_patches_follow_glance() {
+    let data = test_data(1000);
+    let (web, _dir) = web_server(&[("a.raw", &data), ("empty.raw", b"")]).await;
+    let app = TestApp::spawn_with_config("[images]\nshow_multiple_locations = true\n").await;
+    if app.is_external() {
+        return;
+    }
+    let owner = Persona::member(&app.name("proj"));
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": "x", "disk_format": "raw", "container_format": "bare"})),
+        )
+        .await;
+    let id = expect_json(resp, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (url, want) in [
+        (format!("{web}/missing.raw"), "Invalid location"),
+        (format!("{web}/empty.raw"), "Invalid location"),
+        ("ftp://example.org/x".to_owned(), "Invalid location"),
+        // Vela's own store URLs are refused: they would reach other images' data.
+        (format!("file:///tmp/{id}"), "Invalid location"),
+        (
+            "http://127.0.0.1:9/x".to_owned(),
+            "The Store URI was malformed.",
+        ),
+    ] {
+        let msg = expect_error(
+            patch_as(&app, Some(&owner), &id, &add_location(&url)).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(msg.contains(want), "{url}: {msg}");
+    }
+    // Schema: url and metadata are required.
+    let msg = expect_error(
+        patch_as(
+            &app,
+            Some(&owner),
+            &id,
+            &json!([{"op": "add", "path": "/locations/-", "value": {"url": "http://a"}}]),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(msg.contains("'metadata' is a required property"), "{msg}");
+    let msg = expect_error(
+        patch_as(
+            &app,
+            Some(&owner),
+            &id,
+            &json!([{"op": "replace", "path": "/locations", "value": []}]),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(msg.contains("Cannot set locations to empty list."), "{msg}");
+
+    // Validation data: wrong sizes and values are refused; the right ones are recorded.
+    let url = format!("{web}/a.raw");
+    let sha = hex::encode(sha2::Sha512::digest(&data));
+    let with = |vd: Value| {
+        json!([{"op": "add", "path": "/locations/-",
+                "value": {"url": url, "metadata": {"k": "v"}, "validation_data": vd}}])
+    };
+    let msg = expect_error(
+        patch_as(
+            &app,
+            Some(&owner),
+            &id,
+            &with(json!({"os_hash_algo": "sha256", "os_hash_value": sha})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        msg.contains("os_hash_algo must be sha512, not sha256"),
+        "{msg}"
+    );
+    let v = expect_json(
+        patch_as(
+            &app,
+            Some(&owner),
+            &id,
+            &with(
+                json!({"checksum": md5_hex(&data), "os_hash_algo": "sha512", "os_hash_value": sha}),
+            ),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["checksum"], md5_hex(&data).as_str());
+    assert_eq!(v["os_hash_value"], sha.as_str());
+    assert_eq!(
+        v["locations"],
+        json!([{"url": url, "metadata": {"k": "v"}}])
+    );
+    // Only admins remove locations (delete_image_location); the second copy can go.
+    let second = format!("{url}?copy=2");
+    let v = expect_json(
+        patch_as(&app, Some(&owner), &id, &add_location(&second)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["locations"].as_array().unwrap().len(), 2);
+    let remove = json!([{"op": "remove", "path": "/locations/1"}]);
+    let msg = expect_error(
+        patch_as(&app, Some(&owner), &id, &remove).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(msg.contains("delete_image_location"), "{msg}");
+    let msg = expect_error(
+        patch_as(
+            &app,
+            None,
+            &id,
+            &json!([{"op": "remove", "path": "/locations/7"}]),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        msg.contains("Invalid position for removing a location."),
+        "{msg}"
+    );
+    let v = expect_json(patch_as(&app, None, &id, &remove).await, StatusCode::OK).await;
+    assert_eq!(
+        v["locations"],
+        json!([{"url": url, "metadata": {"k": "v"}}])
+    );
+
+    // Locations stay unchangeable where they are invisible (the default).
+    let plain = TestApp::spawn().await;
+    let img = plain
+        .create_active_image(json!({"name": plain.name("p")}), b"abc")
+        .await;
+    let msg = expect_error(
+        plain
+            .patch(img["id"].as_str().unwrap(), PATCH_V21, &add_location(&url))
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        msg.contains("It's not allowed to add locations if locations are invisible."),
+        "{msg}"
+    );
+}
+
+/// Polls an image until the location API's lock is gone (10 s at most).
+async fn wait_unlocked(app: &TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let v = app.show(id).await;
+        if v.get("os_glance_import_task").is_none() {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("image {id} stayed locked: {}", app.show(id).await);
+}
+
+/// Polls an image until its status is `want` (10 s at most).
+async fn wait_status(app: &TestApp, id: &str, want: &str) -> Value {
+    for _ in 0..200 {
+        let v = app.show(id).await;
+        if v["status"] == want {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("image {id} never became {want}: {}", app.show(id).await);
+}
+
+#[tokio::test]
+async fn the_location_api_serves_services() {
+    let data = test_data(2 << 20);
+    let (web, _dir) = web_server(&[("svc.raw", &data)]).await;
+    let app = TestApp::spawn().await;
+    if app.is_external() {
+        return;
+    }
+    let project = app.name("proj");
+    let service = Persona {
+        project: project.clone(),
+        roles: "service,reader".into(),
+        user: "nova".into(),
+    };
+    let member = Persona::member(&project);
+    let create = |who: &Persona| {
+        app.request(Method::POST, "/v2/images")
+            .headers(who.headers())
+            .json(&json!({"name": "svc", "disk_format": "raw", "container_format": "bare"}))
+    };
+    let id = expect_json(app.send(create(&member)).await, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v2/images/{id}/locations");
+    let url = format!("{web}/svc.raw");
+    let sha = hex::encode(sha2::Sha512::digest(&data));
+    let post = |who: &Persona, body: Value| {
+        app.request(Method::POST, &path)
+            .headers(who.headers())
+            .json(&body)
+    };
+
+    let msg = expect_error(
+        app.send(post(&service, json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "xyz"}})))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(msg.contains("not a valid hexadecimal value"), "{msg}");
+    // A wrong hash: accepted for checking; the image is locked meanwhile, then unlocked and
+    // queued again.
+    let resp = app
+        .send(post(
+            &service,
+            json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab".repeat(64)}}),
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v = wait_unlocked(&app, &id).await;
+    assert_eq!(v["status"], "queued");
+    assert!(v.get("checksum").is_none_or(Value::is_null), "{v}");
+
+    // The right hash: the data is read and checked, then the image is active.
+    let resp = app
+        .send(post(
+            &service,
+            json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha}}),
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    wait_unlocked(&app, &id).await;
+    let v = wait_status(&app, &id, "active").await;
+    assert_eq!(v["checksum"], md5_hex(&data).as_str());
+    assert_eq!(v["os_hash_value"], sha.as_str());
+    assert_eq!(v["size"], data.len());
+    assert_eq!(app.download(id.as_str()).await.bytes().await.unwrap(), data);
+    // Only queued images take a location.
+    let msg = expect_error(
+        app.send(post(&service, json!({"url": url}))).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(msg.contains("if image status is active"), "{msg}");
+
+    // Listing is for services.
+    let resp = app
+        .send(app.request(Method::GET, &path).headers(service.headers()))
+        .await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!([{"url": url, "metadata": {}}])
+    );
+    let resp = app
+        .send(app.request(Method::GET, &path).headers(member.headers()))
+        .await;
+    expect_error(resp, StatusCode::FORBIDDEN).await;
+
+    // Members may add http locations (the http store is on), without validation data: the
+    // image is active at once and its checksums follow.
+    let id2 = expect_json(app.send(create(&member)).await, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .send(
+            app.request(Method::POST, &format!("/v2/images/{id2}/locations"))
+                .headers(member.headers())
+                .json(&json!({"url": url})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v = wait_unlocked(&app, &id2).await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["checksum"], md5_hex(&data).as_str());
+    assert_eq!(v["os_hash_value"], sha.as_str());
+    // Other schemes are for services only.
+    let id3 = expect_json(app.send(create(&member)).await, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .send(
+            app.request(Method::POST, &format!("/v2/images/{id3}/locations"))
+                .headers(member.headers())
+                .json(&json!({"url": "rbd://fsid/pool/image/snap"})),
+        )
+        .await;
+    let msg = expect_error(resp, StatusCode::FORBIDDEN).await;
+    assert!(msg.contains("http store must be enabled"), "{msg}");
+}
