@@ -59,14 +59,25 @@ else
   echo "WARNING: Swift could not be started: OpenStack Swift store tests will be skipped" >&2
 fi
 
-cargo test --workspace --release
+# The RBD store is built (and its tests run) where librbd and librados can be linked.
+FEATURES=()
+if dpkg -s librbd-dev librados-dev >/dev/null 2>&1; then
+  FEATURES=(--features vela-cli/rbd)
+elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
+  echo "librbd-dev/librados-dev are missing and VELA_REQUIRE_S3=1" >&2
+  exit 1
+else
+  echo "WARNING: librbd-dev/librados-dev missing: built without the RBD store" >&2
+fi
+
+cargo test --workspace --release "${FEATURES[@]}"
 
 pg_up() { psql "${VELA_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}/postgres" -qAtc 'select 1' >/dev/null 2>&1; }
 my_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
 for db in postgres mysql; do
   if { [ "$db" = postgres ] && pg_up; } || { [ "$db" = mysql ] && my_up; }; then
     echo "== API suite on $db"
-    VELA_TEST_DB=$db cargo test --workspace --release --test api
+    VELA_TEST_DB=$db cargo test --workspace --release "${FEATURES[@]}" --test api
   elif [ "${VELA_REQUIRE_ALL_DBS:-0}" = 1 ]; then
     echo "$db is not reachable and VELA_REQUIRE_ALL_DBS=1" >&2
     exit 1

@@ -141,6 +141,10 @@ impl From<StoreError> for ApiError {
                 "Error in store configuration. Adding images to store is disabled.",
             ),
             StoreError::BadLocation(_) => ApiError::bad_request("Invalid location"),
+            StoreError::InUse(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "The image cannot be deleted because it is in use through the backend store outside of Vela.",
+            ),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(

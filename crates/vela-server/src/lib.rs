@@ -187,6 +187,21 @@ fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
 }
 
 /// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]`.
+#[cfg(feature = "rbd")]
+fn open_rbd(name: &str, s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
+    use vela_store::rbd::{RbdConfig, RbdStore};
+    let cfg = RbdConfig {
+        pool: s.pool.clone().unwrap_or_else(|| "images".into()),
+        ceph_conf: s.ceph_conf.clone(),
+        user: s.rados_user.clone().unwrap_or_else(|| "admin".into()),
+        chunk_size: s.chunk_size_mib.unwrap_or(8) << 20,
+        connect_timeout_secs: s.connect_timeout_secs.unwrap_or(30),
+    };
+    Ok(Arc::new(
+        RbdStore::new(name, cfg).with_context(|| format!("store '{name}'"))?,
+    ))
+}
+
 #[cfg(not(feature = "rbd"))]
 fn open_rbd(name: &str, _s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
     anyhow::bail!(

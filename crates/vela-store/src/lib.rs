@@ -9,6 +9,8 @@ pub mod digest;
 pub mod fs;
 pub mod http;
 pub mod object;
+#[cfg(feature = "rbd")]
+pub mod rbd;
 pub mod swift;
 
 use std::fmt::Debug;
@@ -99,6 +101,9 @@ pub enum StoreError {
     /// The store only serves data (the HTTP store): nothing can be written to it.
     #[error("store {0} is read-only")]
     ReadOnly(String),
+    /// The data is in use outside Vela (clones of an RBD snapshot) and cannot be deleted.
+    #[error("data in use: {0}")]
+    InUse(String),
     /// A location URL this store cannot use (malformed, or refused by its server).
     #[error("bad location: {0}")]
     BadLocation(String),

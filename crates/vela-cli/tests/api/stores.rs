@@ -42,26 +42,63 @@ fn swift_section(prefix: &str) -> Option<String> {
     ))
 }
 
-/// Whether the S3 and Swift stores joined.
+/// `[stores.osswift]`: OpenStack Swift through Keystone (Vela's service user, storage URL
+/// from the catalog), when `scripts/swift.sh` runs beside `scripts/keystone.sh`.
+fn keystone_swift_section(prefix: &str) -> Option<String> {
+    if std::env::var("VELA_OS_SWIFT_KEYSTONE").as_deref() != Ok("1") {
+        return None;
+    }
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(format!(
+        "[stores.osswift]\ntype = \"swift\"\nauth_url = \"{}\"\nusername = \"{}\"\n\
+         password = \"{}\"\nproject_name = \"service\"\ncontainer = \"vela-api\"\n\
+         prefix = \"{prefix}/\"\nsegment_size_mib = 4\n",
+        var("KEYSTONE_URL"),
+        var("KEYSTONE_SERVICE_USER"),
+        var("KEYSTONE_SERVICE_PASSWORD"),
+    ))
+}
+
+/// `[stores.ceph]`: the RBD pool of `scripts/ceph.sh`, in builds with the `rbd` feature.
+fn rbd_section() -> Option<String> {
+    if !cfg!(feature = "rbd") {
+        return None;
+    }
+    let conf = std::env::var("CEPH_CONF").ok()?;
+    let pool = std::env::var("CEPH_RBD_POOL").unwrap_or_else(|_| "rbd".into());
+    Some(format!(
+        "[stores.ceph]\ntype = \"rbd\"\nceph_conf = \"{conf}\"\npool = \"{pool}\"\n\
+         chunk_size_mib = 4\nconnect_timeout_secs = 10\n"
+    ))
+}
+
+/// Which of the real-server stores joined.
 struct Remote {
     s3: bool,
     swift: bool,
+    osswift: bool,
+    rbd: bool,
 }
 
 async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
     let second = tempfile::tempdir().unwrap();
     let prefix = format!("api-{}", &crate::helpers::new_uuid()[..8]);
     let (s3, swift) = (s3_section(&prefix), swift_section(&prefix));
+    let (osswift, rbd) = (keystone_swift_section(&prefix), rbd_section());
     let app = TestApp::spawn_with_config(&format!(
-        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}",
+        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}\n{}\n{}",
         second.path().display(),
         s3.clone().unwrap_or_default(),
         swift.clone().unwrap_or_default(),
+        osswift.clone().unwrap_or_default(),
+        rbd.clone().unwrap_or_default(),
     ))
     .await;
     let remote = Remote {
         s3: s3.is_some(),
         swift: swift.is_some(),
+        osswift: osswift.is_some(),
+        rbd: rbd.is_some(),
     };
     (!app.is_external()).then_some((app, second, remote))
 }
@@ -98,6 +135,14 @@ async fn stores_are_listed_with_the_default() {
     if remote.swift {
         want.push(json!({"id": "swift"}));
     }
+    if remote.osswift {
+        want.push(json!({"id": "osswift"}));
+    }
+    if remote.rbd {
+        want.push(json!({"id": "ceph"}));
+    }
+    // The default first, then the named stores by name.
+    want[1..].sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     assert_eq!(v["stores"], json!(want));
     let v = expect_json(app.get("/v2/info/stores/detail").await, StatusCode::OK).await;
     let types: Vec<&str> = v["stores"]
@@ -108,7 +153,8 @@ async fn stores_are_listed_with_the_default() {
         .collect();
     assert_eq!(types[..2], ["file", "file"]);
     assert_eq!(types.contains(&"s3"), remote.s3);
-    assert_eq!(types.contains(&"swift"), remote.swift);
+    assert_eq!(types.contains(&"swift"), remote.swift || remote.osswift);
+    assert_eq!(types.contains(&"rbd"), remote.rbd);
 }
 
 #[tokio::test]
@@ -122,6 +168,12 @@ async fn uploads_go_to_the_named_store() {
     }
     if remote.swift {
         stores.push((Some("swift"), "swift"));
+    }
+    if remote.osswift {
+        stores.push((Some("osswift"), "osswift"));
+    }
+    if remote.rbd {
+        stores.push((Some("ceph"), "ceph"));
     }
     for (asked, expected) in stores {
         // Large enough for a multipart upload to S3 (5 MiB parts) and several Swift segments.
