@@ -74,9 +74,33 @@ pub async fn delete_from_store(
             other => other.into(),
         })?;
     // The location is gone from the image first: a failed removal leaves unreferenced data,
-    // which garbage collection reclaims, never a location without data.
-    if let Err(e) = store.delete(&removed.url).await {
-        tracing::error!(image_id = %image, store = %store_id, error = %e, "could not delete image data");
+    // which garbage collection reclaims, never a location without data. Data in use outside
+    // Vela (clones of an RBD snapshot) was left untouched: the location comes back, 409.
+    match store.delete(&removed.url).await {
+        Ok(()) => {}
+        Err(vela_store::StoreError::InUse(why)) => {
+            let restored = state
+                .db
+                .update_image(&image, false, |img| {
+                    if !img.locations.iter().any(|l| l.url == removed.url) {
+                        img.locations.push(removed.clone());
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = restored {
+                tracing::error!(image_id = %image, error = %e, "could not restore a location whose data is in use");
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "The data for Image {image} could not be deleted because it is in use: {why}"
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(image_id = %image, store = %store_id, error = %e, "could not delete image data");
+        }
     }
     tracing::info!(image_id = %image, store = %store_id, request_id = %ctx.request_id, "image data removed from store");
     Ok(StatusCode::NO_CONTENT)

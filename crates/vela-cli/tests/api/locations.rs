@@ -476,3 +476,62 @@ async fn the_location_api_serves_services() {
     let msg = expect_error(resp, StatusCode::FORBIDDEN).await;
     assert!(msg.contains("http store must be enabled"), "{msg}");
 }
+
+/// RBD data whose snapshot has clones (made here with Ceph's `rbd` tool, as Nova or Cinder
+/// would) cannot be removed from its store: 409, and the image keeps the location.
+#[tokio::test]
+async fn rbd_data_in_use_stays() {
+    let Some(rbd) = crate::stores::rbd_section() else {
+        return;
+    };
+    let data = test_data(100_000);
+    let (web, _dir) = web_server(&[("copy.raw", &data)]).await;
+    let app = TestApp::spawn_with_config(&format!(
+        "[store]\nid = \"local\"\ndefault = \"ceph\"\n\n{rbd}\n[stores.web]\ntype = \"http\"\n\n\
+         [images]\nshow_multiple_locations = true\n"
+    ))
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let img = app
+        .create_active_image(json!({"name": app.name("rbd")}), &data)
+        .await;
+    let id = img["id"].as_str().unwrap();
+    assert_eq!(img["stores"], "ceph");
+    let url = format!("{web}/copy.raw");
+    expect_json(
+        patch_as(&app, None, id, &add_location(&url)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let pool = std::env::var("CEPH_RBD_POOL").unwrap_or_else(|_| "rbd".into());
+    let rbd_cli = |args: &[&str]| {
+        let out = std::process::Command::new("rbd")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rbd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let child = format!("{pool}/clone-{id}");
+    rbd_cli(&["clone", &format!("{pool}/{id}@snap"), &child]);
+    let msg = expect_error(
+        app.delete(&format!("/v2/stores/ceph/{id}")).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(msg.contains("in use"), "{msg}");
+    let v = app.show(id).await;
+    assert_eq!(v["locations"].as_array().unwrap().len(), 2, "{v}");
+    rbd_cli(&["rm", "--no-progress", &child]);
+    assert_eq!(
+        app.delete(&format!("/v2/stores/ceph/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.show(id).await["stores"], "web");
+    assert_eq!(app.download(id).await.bytes().await.unwrap(), data);
+}

@@ -60,7 +60,7 @@ fn keystone_swift_section(prefix: &str) -> Option<String> {
 }
 
 /// `[stores.ceph]`: the RBD pool of `scripts/ceph.sh`, in builds with the `rbd` feature.
-fn rbd_section() -> Option<String> {
+pub(crate) fn rbd_section() -> Option<String> {
     if !cfg!(feature = "rbd") {
         return None;
     }
