@@ -24,15 +24,7 @@ pub async fn delete(
         tracing::info!(image_id = %id, request_id = %ctx.request_id, "image pending delete");
         return Ok(StatusCode::NO_CONTENT);
     }
-    for loc in &img.locations {
-        let deleted = match state.stores.store_of(&loc.store) {
-            Ok(store) => store.delete(&loc.url).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = deleted {
-            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");
-        }
-    }
+    super::delete_data(&state, &id, &img.locations).await;
     tracing::info!(image_id = %id, request_id = %ctx.request_id, "image deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -146,21 +146,8 @@ pub async fn patch_with_locations(
         Ok(removed)
     })
     .await?;
-    delete_data(state, id, &removed).await;
+    super::delete_data(state, id, &removed).await;
     Ok(img)
-}
-
-/// Deletes the data of locations an image no longer has.
-async fn delete_data(state: &AppState, id: &ImageId, removed: &[ImageLocation]) {
-    for loc in removed {
-        let deleted = match state.stores.store_of(&loc.store) {
-            Ok(store) => store.delete(&loc.url).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = deleted {
-            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete the data of a removed location");
-        }
-    }
 }
 
 /// `GET /v2/images/{id}/locations` (`fetch_image_location`, services by default).

@@ -81,3 +81,21 @@ where
         other => Ok(other?),
     }
 }
+
+/// Deletes the data of locations an image no longer has (a deleted image, a removed
+/// location). Failures are logged: the data is then unreferenced and `vela store gc` reclaims it.
+pub async fn delete_data(
+    state: &AppState,
+    id: &ImageId,
+    removed: &[vela_domain::image::ImageLocation],
+) {
+    for loc in removed {
+        let deleted = match state.stores.store_of(&loc.store) {
+            Ok(store) => store.delete(&loc.url).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");
+        }
+    }
+}
