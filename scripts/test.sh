@@ -11,7 +11,10 @@
 #  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
 #     database (skipped with a warning when that server is not reachable, unless
 #     VELA_REQUIRE_ALL_DBS=1, as in CI);
-#  4. the client interop tests: the real OpenStack CLIs (python-openstackclient and
+#  4. with VELA_FUZZ_SECONDS=N (CI sets it), every cargo-fuzz target for N seconds
+#     (scripts/fuzz.sh: the format inspector and the policy, JSON-patch and list-query
+#     parsers);
+#  5. the client interop tests: the real OpenStack CLIs (python-openstackclient and
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
 #     Vela's embedded identity service, and through the real Keystone.
 set -euo pipefail
@@ -85,6 +88,11 @@ for db in postgres mysql; do
     echo "WARNING: $db is not reachable: the API suite did NOT run on $db" >&2
   fi
 done
+
+if [ -n "${VELA_FUZZ_SECONDS:-}" ]; then
+  echo "== fuzzing (${VELA_FUZZ_SECONDS}s per target)"
+  bash scripts/fuzz.sh "$VELA_FUZZ_SECONDS"
+fi
 
 # `cargo test --release` has built target/release/vela (the binary the suites start).
 export VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}"

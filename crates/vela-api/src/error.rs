@@ -18,12 +18,15 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The message is the whole body text (no status explanation around it).
+    pub verbatim: bool,
 }
 
 /// What the renderer needs; carried as a response extension.
 #[derive(Debug, Clone)]
 pub struct ErrorInfo {
     pub message: String,
+    pub verbatim: bool,
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            verbatim: false,
         }
     }
 
@@ -61,6 +65,13 @@ impl ApiError {
         )
     }
 
+    /// Renders the message as the whole body (Glance's own explanations, e.g. a 405 that
+    /// says why).
+    pub fn verbatim(mut self) -> Self {
+        self.verbatim = true;
+        self
+    }
+
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -78,6 +89,7 @@ impl IntoResponse for ApiError {
         }
         resp.extensions_mut().insert(ErrorInfo {
             message: self.message,
+            verbatim: self.verbatim,
         });
         resp
     }
@@ -124,6 +136,7 @@ impl From<BodyError> for ApiError {
             BodyError::SizeMismatch { .. } | BodyError::Client(_) | BodyError::Incomplete => {
                 ApiError::bad_request(e.to_string())
             }
+            BodyError::Rejected(m) => ApiError::unsupported_media_type(m),
         }
     }
 }
@@ -281,6 +294,16 @@ fn strip_tags(s: &str) -> String {
 /// Renders the body of an error response as webob would for this request.
 /// Returns (content type, body).
 pub fn render(status: StatusCode, message: &str, req: &RequestFacts) -> (&'static str, String) {
+    render_with(status, message, false, req)
+}
+
+/// As [`render`]; a `verbatim` message is the whole body text.
+pub fn render_with(
+    status: StatusCode,
+    message: &str,
+    verbatim: bool,
+    req: &RequestFacts,
+) -> (&'static str, String) {
     let format = negotiate(req.accept.as_deref());
     let esc = |s: &str| {
         if format == Format::Html {
@@ -290,14 +313,15 @@ pub fn render(status: StatusCode, message: &str, req: &RequestFacts) -> (&'stati
         }
     };
     let body = match status.as_u16() {
+        _ if verbatim => esc(message),
         405 => format!(
             "The method {} is not allowed for this resource. <br /><br />\n{}",
             req.method,
             esc(message)
         ),
         415 => format!(
-            "The request media type {} is not supported by this server. <br /><br />\n{}",
-            req.content_type.as_deref().unwrap_or(""),
+            "The request media type {} is not supported by this server.\n<br /><br />\n{}",
+            req.content_type.as_deref().unwrap_or("${CONTENT_TYPE}"),
             esc(message)
         ),
         416 => format!(
@@ -323,8 +347,8 @@ pub fn render(status: StatusCode, message: &str, req: &RequestFacts) -> (&'stati
 }
 
 /// Replaces the (empty) body of an error response by the rendered one.
-pub fn render_into(resp: &mut Response, message: &str, req: &RequestFacts) {
-    let (ct, body) = render(resp.status(), message, req);
+pub fn render_into(resp: &mut Response, message: &str, verbatim: bool, req: &RequestFacts) {
+    let (ct, body) = render_with(resp.status(), message, verbatim, req);
     let headers: &mut HeaderMap = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));

@@ -10,6 +10,7 @@ pub mod identity;
 mod images;
 mod info;
 mod schemas;
+mod tasks;
 mod versions;
 pub mod wire;
 
@@ -54,6 +55,11 @@ pub struct ApiConfig {
     pub show_image_direct_url: bool,
     /// Show `locations` (Glance's `show_multiple_locations`).
     pub show_multiple_locations: bool,
+    /// The format inspector's rules for incoming data.
+    pub inspection: Arc<vela_inspect::Rules>,
+    /// The guarded client for URLs API users give (`[import_filtering_opts]`): handlers
+    /// check such URLs with it before recording them, and fetch with it.
+    pub outbound: vela_store::outbound::OutboundClient,
 }
 
 /// Shared state of all handlers.
@@ -66,18 +72,21 @@ pub struct AppState {
     pub policy: Policy,
     /// The embedded identity service, when it serves `/v3`.
     pub identity: Option<Arc<identity::Identity>>,
+    /// Runs imports (and owns the staging area).
+    pub importer: vela_import::Importer,
     schemas: Arc<schemas::Schemas>,
 }
 
 impl AppState {
     /// Bundles the layers below the API.
-    pub fn new(db: Db, stores: Stores, cfg: ApiConfig) -> Self {
+    pub fn new(db: Db, stores: Stores, cfg: ApiConfig, importer: vela_import::Importer) -> Self {
         let schemas = Arc::new(schemas::Schemas::new(&cfg.rules));
         AppState {
             db,
             stores,
             policy: cfg.policy.clone(),
             identity: None,
+            importer,
             cfg: Arc::new(cfg),
             schemas,
         }
@@ -121,7 +130,11 @@ pub fn router(state: AppState) -> Router {
             "/images/{id}/actions/reactivate",
             post(images::actions::reactivate),
         )
-        .route("/images/{id}/tasks", get(images::show::tasks))
+        .route("/images/{id}/tasks", get(tasks::of_image))
+        .route("/images/{id}/stage", put(images::data::stage))
+        .route("/images/{id}/import", post(images::import::import))
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route("/tasks/{id}", get(tasks::show).delete(tasks::delete))
         .route(
             "/images/{id}/locations",
             get(images::locations::list).post(images::locations::add),

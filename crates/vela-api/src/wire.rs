@@ -51,9 +51,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         }
     };
     if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
-        render_into(&mut resp, &info.message, &facts);
+        render_into(&mut resp, &info.message, info.verbatim, &facts);
     } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        render_into(&mut resp, "", &facts);
+        render_into(&mut resp, "", false, &facts);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
@@ -159,7 +159,9 @@ impl Serialize for ImageView<'_> {
         let id = img.id.as_str();
         let mut m = ser.serialize_map(Some(22 + img.properties.len()))?;
         for (k, v) in &img.properties {
-            m.serialize_entry(k, v)?;
+            if !vela_domain::import::HIDDEN_PROPERTIES.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
         }
         m.serialize_entry("checksum", &img.checksum)?;
         m.serialize_entry("container_format", &img.container_format)?;

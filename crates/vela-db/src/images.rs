@@ -231,40 +231,56 @@ impl Db {
         let before = self.fetch_one(&mut tx, id, include_deleted, true).await?;
         let mut after = before.clone();
         let out = f(&mut after)?;
-        if after != before {
-            if after.updated_at == before.updated_at {
-                after.updated_at = vela_domain::now_micros().max(before.updated_at);
-            }
-            let mut q = self.sql("");
-            q.push("UPDATE images SET name = ").bind(after.name.clone());
-            q.push(", status = ").bind(after.status.as_str().to_owned());
-            q.push(", visibility = ")
-                .bind(after.visibility.as_str().to_owned());
-            q.push(", protected = ").bind(after.protected as i64);
-            q.push(", os_hidden = ").bind(after.os_hidden as i64);
-            q.push(", owner = ").bind(after.owner.clone());
-            q.push(", container_format = ")
-                .bind(after.container_format.clone());
-            q.push(", disk_format = ").bind(after.disk_format.clone());
-            q.push(", min_disk = ").bind(after.min_disk);
-            q.push(", min_ram = ").bind(after.min_ram);
-            q.push(", size = ").bind(after.size);
-            q.push(", virtual_size = ").bind(after.virtual_size);
-            q.push(", checksum = ").bind(after.checksum.clone());
-            q.push(", os_hash_algo = ").bind(after.os_hash_algo.clone());
-            q.push(", os_hash_value = ")
-                .bind(after.os_hash_value.clone());
-            q.push(", updated_at = ").bind(after.updated_at);
-            q.push(", deleted = ").bind(after.deleted as i64);
-            q.push(", deleted_at = ").bind(after.deleted_at);
-            q.push(", upload_lease_until = ")
-                .bind(after.upload_lease_until);
-            q.push(" WHERE id = ").bind(after.id.as_str().to_owned());
-            sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
-            self.write_children(&mut tx, &before, &after).await?;
+        if self.write_image(&mut tx, &before, &mut after).await? {
             tx.commit().await?;
         }
         Ok((after, out))
+    }
+
+    /// Stores `after` over `before` (the record as read in this transaction); false when
+    /// nothing changed.
+    pub(crate) async fn write_image(
+        &self,
+        conn: &mut AnyConnection,
+        before: &Image,
+        after: &mut Image,
+    ) -> Result<bool, DbError> {
+        if after == before {
+            return Ok(false);
+        }
+        if after.updated_at == before.updated_at {
+            after.updated_at = vela_domain::now_micros().max(before.updated_at);
+        }
+        let mut q = self.sql("");
+        q.push("UPDATE images SET name = ").bind(after.name.clone());
+        q.push(", status = ").bind(after.status.as_str().to_owned());
+        q.push(", visibility = ")
+            .bind(after.visibility.as_str().to_owned());
+        q.push(", protected = ").bind(after.protected as i64);
+        q.push(", os_hidden = ").bind(after.os_hidden as i64);
+        q.push(", owner = ").bind(after.owner.clone());
+        q.push(", container_format = ")
+            .bind(after.container_format.clone());
+        q.push(", disk_format = ").bind(after.disk_format.clone());
+        q.push(", min_disk = ").bind(after.min_disk);
+        q.push(", min_ram = ").bind(after.min_ram);
+        q.push(", size = ").bind(after.size);
+        q.push(", virtual_size = ").bind(after.virtual_size);
+        q.push(", checksum = ").bind(after.checksum.clone());
+        q.push(", os_hash_algo = ").bind(after.os_hash_algo.clone());
+        q.push(", os_hash_value = ")
+            .bind(after.os_hash_value.clone());
+        q.push(", updated_at = ").bind(after.updated_at);
+        q.push(", deleted = ").bind(after.deleted as i64);
+        q.push(", deleted_at = ").bind(after.deleted_at);
+        q.push(", upload_lease_until = ")
+            .bind(after.upload_lease_until);
+        q.push(" WHERE id = ").bind(after.id.as_str().to_owned());
+        sqlx::query_with(&q.text, q.args)
+            .execute(&mut *conn)
+            .await?;
+        self.write_children(conn, before, after).await?;
+        Ok(true)
     }
 
     /// Writes the differences in properties, tags and locations between `before` and `after`.
@@ -318,11 +334,15 @@ impl Db {
                 .await?;
         }
         if before.locations != after.locations {
-            let mut q = self.sql("DELETE FROM image_locations WHERE image_id = ");
-            q.bind(id.to_owned());
-            sqlx::query_with(&q.text, q.args)
-                .execute(&mut *conn)
-                .await?;
+            // No DELETE when there was nothing: on MariaDB a delete of absent rows takes gap
+            // locks that make concurrent inserts deadlock.
+            if !before.locations.is_empty() {
+                let mut q = self.sql("DELETE FROM image_locations WHERE image_id = ");
+                q.bind(id.to_owned());
+                sqlx::query_with(&q.text, q.args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             for (pos, loc) in after.locations.iter().enumerate() {
                 let mut q = self.sql(
                     "INSERT INTO image_locations (image_id, position, store, url, metadata) VALUES (",
@@ -373,6 +393,22 @@ impl Db {
             self.sql("SELECT id FROM images WHERE status = 'pending_delete' AND deleted_at < ");
         q.bind(before);
         self.fetch_ids(q).await
+    }
+
+    /// The values of custom property `name` on images that are not deleted.
+    pub async fn property_values(
+        &self,
+        name: &str,
+    ) -> Result<std::collections::HashSet<String>, DbError> {
+        let mut q = self.sql(
+            "SELECT p.value AS value FROM image_properties p JOIN images i ON i.id = p.image_id \
+             WHERE i.deleted = 0 AND p.name = ",
+        );
+        q.bind(name.to_owned());
+        let rows = sqlx::query_with(&q.text, q.args)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| text(r, "value")).collect()
     }
 
     /// Locations of the data of every image that is not deleted (or awaits the scrubber).

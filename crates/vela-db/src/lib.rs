@@ -12,6 +12,7 @@ mod images;
 mod members;
 mod migrate;
 mod sql;
+mod tasks;
 
 use std::time::Duration;
 
@@ -129,6 +130,12 @@ impl Db {
                                  PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
                             )
                             .await?;
+                        }
+                        if dialect == Dialect::Mysql {
+                            // Rows are locked explicitly (SELECT … FOR UPDATE); without gap
+                            // locks, writers to different images never deadlock.
+                            conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                                .await?;
                         }
                         Ok(())
                     })

@@ -18,6 +18,7 @@ const SQLITE: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_location_metadata.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_tasks.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -30,6 +31,7 @@ const POSTGRES: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_location_metadata.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_tasks.sql")),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -39,10 +41,11 @@ const MYSQL: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/mysql/0004_location_metadata.sql"),
     ),
+    (5, include_str!("../migrations/mysql/0005_tasks.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

@@ -151,10 +151,11 @@ impl Image {
     /// ties to a status: data fields are cleared when the image goes back to `queued`.
     pub fn set_status(&mut self, to: ImageStatus) -> Result<(), DomainError> {
         self.status = self.status.transition(to)?;
-        if to != ImageStatus::Saving {
+        if to != ImageStatus::Saving && to != ImageStatus::Uploading {
             self.upload_lease_until = None;
         }
         if to == ImageStatus::Queued {
+            self.properties.remove(crate::import::STAGED_DATA);
             self.size = None;
             self.virtual_size = None;
             self.checksum = None;
@@ -176,11 +177,18 @@ impl Image {
         Ok(())
     }
 
-    /// Whether this is an upload whose node stopped renewing its lease before `now`.
+    /// Whether this is an upload (or a stage still receiving data) whose node stopped
+    /// renewing its lease before `now`. A completed stage holds no lease and is not abandoned.
     pub fn upload_abandoned(&self, now: Micros) -> bool {
-        self.status == ImageStatus::Saving
-            && !self.deleted
-            && self.upload_lease_until.is_none_or(|until| until < now)
+        match self.status {
+            ImageStatus::Saving => {
+                !self.deleted && self.upload_lease_until.is_none_or(|until| until < now)
+            }
+            ImageStatus::Uploading => {
+                !self.deleted && self.upload_lease_until.is_some_and(|until| until < now)
+            }
+            _ => false,
+        }
     }
 
     /// Soft-deletes the record.

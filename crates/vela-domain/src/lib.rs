@@ -10,6 +10,7 @@ pub mod context;
 pub mod create;
 pub mod error;
 pub mod image;
+pub mod import;
 pub mod list;
 pub mod location;
 pub mod member;
@@ -17,6 +18,7 @@ pub mod patch;
 pub mod policy;
 pub mod rules;
 pub mod status;
+pub mod task;
 
 pub use context::RequestContext;
 pub use error::DomainError;

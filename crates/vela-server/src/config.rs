@@ -9,9 +9,21 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// The reserved store name of a shared staging area (as Glance's).
+pub const STAGING_STORE: &str = "os_glance_staging_store";
+
 /// Top-level sections, also the only `VELA_*` variables read.
 const SECTIONS: &[&str] = &[
-    "data_dir", "server", "database", "store", "stores", "images", "auth",
+    "data_dir",
+    "server",
+    "database",
+    "store",
+    "stores",
+    "images",
+    "auth",
+    "import_filtering_opts",
+    "import",
+    "image_format",
 ];
 
 /// The whole configuration.
@@ -27,6 +39,190 @@ pub struct Config {
     pub stores: std::collections::BTreeMap<String, NamedStore>,
     pub images: ImagesConfig,
     pub auth: AuthConfig,
+    /// What URLs Vela fetches for API users (http store locations; later web-download).
+    pub import_filtering_opts: ImportFilteringOpts,
+    pub import: ImportSection,
+    pub image_format: ImageFormatSection,
+}
+
+/// `[import]`: interoperable image import (methods are `images.enabled_import_methods`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportSection {
+    /// Directory of staged data (`PUT /stage`, web-download, glance-download); default
+    /// `<data_dir>/staging`. Several nodes must share it (or configure a shared store as
+    /// `[stores.os_glance_staging_store]`, which then takes its place).
+    pub staging_path: Option<PathBuf>,
+    /// Local scratch space of the plugins; default `<data_dir>/import-work`.
+    pub work_dir: Option<PathBuf>,
+    /// Plugins run on imported data, in order: `image_decompression`, `image_conversion`,
+    /// `inject_image_metadata`, `no_op` (Glance's `image_import_plugins`).
+    pub plugins: Vec<String>,
+    /// Hours a finished task is kept (Glance's `task_time_to_live`).
+    pub task_time_to_live_hours: u64,
+    /// glance-download: properties (names or name prefixes) copied from the remote image.
+    pub glance_download_properties: Vec<String>,
+    pub conversion: ConversionSection,
+    pub inject_metadata: InjectSection,
+}
+
+/// `[import.conversion]`: the `image_conversion` plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversionSection {
+    /// `raw`, `qcow2` or `vmdk`.
+    pub output_format: String,
+    /// The `qemu-img` program.
+    pub qemu_img: PathBuf,
+    /// CPU seconds one `qemu-img` run may use.
+    pub cpu_time_secs: u64,
+    /// Address space of `qemu-img`, MiB.
+    pub memory_mib: u64,
+    /// Wall-clock seconds one `qemu-img` run may take.
+    pub timeout_secs: u64,
+}
+
+/// `[import.inject_metadata]`: the `inject_image_metadata` plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectSection {
+    /// Properties added to imported images.
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Callers with one of these roles get nothing injected.
+    pub ignore_user_roles: Vec<String>,
+}
+
+/// `[image_format]`: what the format inspector accepts (Glance's section of that name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageFormatSection {
+    /// Refuse data that is not the declared `disk_format` (bare containers).
+    pub require_image_format_match: bool,
+    /// VMDK subformats accepted.
+    pub vmdk_allowed_types: Vec<String>,
+    /// MBR/GPT checks whose failure is only logged.
+    pub gpt_safety_checks_nonfatal: Vec<String>,
+    /// Accept encrypted qcow2 images.
+    pub allow_qcow2_encryption: bool,
+}
+
+impl Default for ImportSection {
+    fn default() -> Self {
+        ImportSection {
+            staging_path: None,
+            work_dir: None,
+            plugins: Vec::new(),
+            task_time_to_live_hours: 48,
+            glance_download_properties: ["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            conversion: ConversionSection::default(),
+            inject_metadata: InjectSection::default(),
+        }
+    }
+}
+
+impl Default for ConversionSection {
+    fn default() -> Self {
+        ConversionSection {
+            output_format: "raw".into(),
+            qemu_img: "qemu-img".into(),
+            cpu_time_secs: 3600,
+            memory_mib: 2048,
+            timeout_secs: 6 * 3600,
+        }
+    }
+}
+
+impl Default for InjectSection {
+    fn default() -> Self {
+        InjectSection {
+            properties: Default::default(),
+            ignore_user_roles: vec!["admin".into()],
+        }
+    }
+}
+
+impl Default for ImageFormatSection {
+    fn default() -> Self {
+        let rules = vela_inspect::Rules::default();
+        ImageFormatSection {
+            require_image_format_match: rules.require_format_match,
+            vmdk_allowed_types: rules.vmdk_allowed_types,
+            gpt_safety_checks_nonfatal: rules.nonfatal_checks,
+            allow_qcow2_encryption: rules.allow_qcow2_encryption,
+        }
+    }
+}
+
+impl ImageFormatSection {
+    /// The inspector's rules.
+    pub fn rules(&self) -> vela_inspect::Rules {
+        vela_inspect::Rules {
+            allow_qcow2_encryption: self.allow_qcow2_encryption,
+            vmdk_allowed_types: self.vmdk_allowed_types.clone(),
+            nonfatal_checks: self.gpt_safety_checks_nonfatal.clone(),
+            require_format_match: self.require_image_format_match,
+        }
+    }
+}
+
+/// `[import_filtering_opts]`: Glance's URL filters for outbound fetches, plus
+/// `allowed_networks`, the internal networks exempt from Vela's built-in refusal of loopback,
+/// link-local, private and other internal addresses (docs/outbound.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportFilteringOpts {
+    /// Schemes allowed (a non-empty list makes `disallowed_schemes` ignored).
+    pub allowed_schemes: Vec<String>,
+    pub disallowed_schemes: Vec<String>,
+    /// Hosts allowed (a non-empty list makes `disallowed_hosts` ignored).
+    pub allowed_hosts: Vec<String>,
+    pub disallowed_hosts: Vec<String>,
+    /// Ports allowed when a URL names one (a non-empty list makes `disallowed_ports`
+    /// ignored); a URL without a port is not checked.
+    pub allowed_ports: Vec<u16>,
+    pub disallowed_ports: Vec<u16>,
+    /// Networks (`10.0.0.0/8`, `fd00::/8`, an address) Vela may connect to although they are
+    /// internal.
+    pub allowed_networks: Vec<String>,
+}
+
+impl Default for ImportFilteringOpts {
+    fn default() -> Self {
+        let d = vela_store::outbound::FilterOpts::default();
+        ImportFilteringOpts {
+            allowed_schemes: d.allowed_schemes,
+            disallowed_schemes: d.disallowed_schemes,
+            allowed_hosts: d.allowed_hosts,
+            disallowed_hosts: d.disallowed_hosts,
+            allowed_ports: d.allowed_ports,
+            disallowed_ports: d.disallowed_ports,
+            allowed_networks: Vec::new(),
+        }
+    }
+}
+
+impl ImportFilteringOpts {
+    /// The filter of the outbound client.
+    pub fn filter(&self) -> anyhow::Result<vela_store::outbound::FilterOpts> {
+        let allowed_networks = self
+            .allowed_networks
+            .iter()
+            .map(|n| vela_store::outbound::parse_cidr(n))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("import_filtering_opts.allowed_networks: {e}"))?;
+        Ok(vela_store::outbound::FilterOpts {
+            allowed_schemes: self.allowed_schemes.clone(),
+            disallowed_schemes: self.disallowed_schemes.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            disallowed_hosts: self.disallowed_hosts.clone(),
+            allowed_ports: self.allowed_ports.clone(),
+            disallowed_ports: self.disallowed_ports.clone(),
+            allowed_networks,
+        })
+    }
 }
 
 /// `[stores.NAME]`: one more image store.
@@ -151,7 +347,8 @@ pub struct ImagesConfig {
     pub image_tag_quota: i64,
     /// Members per shared image (negative: unlimited).
     pub image_member_quota: i64,
-    /// Import methods advertised to clients.
+    /// Import methods offered: `glance-direct`, `web-download`, `copy-image`,
+    /// `glance-download` (Glance's default is the first three).
     pub enabled_import_methods: Vec<String>,
     /// Show each image's first data location as `direct_url` (Glance's option of the same
     /// name; off by default, as location URLs reveal the back-end layout).
@@ -254,6 +451,9 @@ impl Default for Config {
             stores: Default::default(),
             images: ImagesConfig::default(),
             auth: AuthConfig::default(),
+            import_filtering_opts: ImportFilteringOpts::default(),
+            import: ImportSection::default(),
+            image_format: ImageFormatSection::default(),
         }
     }
 }
@@ -302,7 +502,10 @@ impl Default for ImagesConfig {
             image_property_quota: rules.image_property_quota,
             image_tag_quota: rules.image_tag_quota,
             image_member_quota: rules.image_member_quota,
-            enabled_import_methods: Vec::new(),
+            enabled_import_methods: ["glance-direct", "web-download", "copy-image"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             show_image_direct_url: false,
             show_multiple_locations: false,
             upload_lease_secs: 60,
@@ -431,11 +634,38 @@ impl Config {
             self.images.api_limit_max >= 1,
             "images.api_limit_max must be at least 1"
         );
+        for m in &self.images.enabled_import_methods {
+            anyhow::ensure!(
+                vela_domain::import::METHODS.contains(&m.as_str()),
+                "images.enabled_import_methods: '{m}' is not one of: {}",
+                vela_domain::import::METHODS.join(", ")
+            );
+        }
+        for p in &self.import.plugins {
+            anyhow::ensure!(
+                vela_import::Plugin::parse(p).is_some(),
+                "import.plugins: '{p}' is not one of: image_decompression, image_conversion, inject_image_metadata, no_op"
+            );
+        }
+        anyhow::ensure!(
+            matches!(
+                self.import.conversion.output_format.as_str(),
+                "raw" | "qcow2" | "vmdk"
+            ),
+            "import.conversion.output_format must be raw, qcow2 or vmdk"
+        );
+        if let Some(s) = self.stores.get(STAGING_STORE) {
+            anyhow::ensure!(
+                matches!(s.kind.as_str(), "file" | "s3" | "swift"),
+                "[stores.{STAGING_STORE}] must be a file, s3 or swift store"
+            );
+        }
         anyhow::ensure!(
             vela_store::digest::HashAlgo::parse(&self.images.hashing_algorithm).is_some(),
             "images.hashing_algorithm '{}' is not supported",
             self.images.hashing_algorithm
         );
+        self.import_filtering_opts.filter()?;
         Ok(())
     }
 
@@ -445,6 +675,22 @@ impl Config {
             .url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vela.sqlite").display()))
+    }
+
+    /// The staging directory (explicit, or `<data_dir>/staging`).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.import
+            .staging_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("staging"))
+    }
+
+    /// The plugins' scratch directory (explicit, or `<data_dir>/import-work`).
+    pub fn work_dir(&self) -> PathBuf {
+        self.import
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("import-work"))
     }
 
     /// The image directory (explicit, or `<data_dir>/images`).
@@ -508,6 +754,45 @@ mod tests {
         assert!(
             Config::load(Some(&dir.path().join("missing.toml")), Overrides::default()).is_err()
         );
+    }
+
+    #[test]
+    fn import_filtering_opts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vela.toml");
+        let cfg = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(
+            cfg.import_filtering_opts.filter().unwrap(),
+            vela_store::outbound::FilterOpts::default()
+        );
+        std::fs::write(
+            &file,
+            "[import_filtering_opts]\nallowed_ports = []\ndisallowed_hosts = [\"a.example\"]\n\
+             allowed_networks = [\"127.0.0.0/8\", \"::1\", \"10.1.2.3/16\"]\n",
+        )
+        .unwrap();
+        let f = Config::load(Some(&file), Overrides::default())
+            .unwrap()
+            .import_filtering_opts
+            .filter()
+            .unwrap();
+        assert!(f.allowed_ports.is_empty());
+        assert_eq!(f.disallowed_hosts, ["a.example"]);
+        let nets: Vec<String> = f.allowed_networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["127.0.0.0/8", "::1/128", "10.1.0.0/16"]);
+        // From the environment too.
+        std::env::set_var("VELA_IMPORT_FILTERING_OPTS__ALLOWED_PORTS", "[80, 8080]");
+        let cfg = Config::load(Some(&file), Overrides::default());
+        std::env::remove_var("VELA_IMPORT_FILTERING_OPTS__ALLOWED_PORTS");
+        assert_eq!(cfg.unwrap().import_filtering_opts.allowed_ports, [80, 8080]);
+        std::fs::write(
+            &file,
+            "[import_filtering_opts]\nallowed_networks = [\"lan\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&file), Overrides::default()).is_err());
+        std::fs::write(&file, "[import_filtering_opts]\nallowed_port = [80]\n").unwrap();
+        assert!(Config::load(Some(&file), Overrides::default()).is_err());
     }
 
     #[test]

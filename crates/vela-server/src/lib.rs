@@ -16,10 +16,12 @@ use vela_api::{ApiConfig, AppState};
 use vela_db::{Db, DbOptions};
 use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
+use vela_import::{ImportConfig, Importer};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::FsStore;
 use vela_store::http::{HttpConfig, HttpStore};
 use vela_store::object::{ObjectBackend, S3Config};
+use vela_store::outbound::{ClientOpts, FilterOpts, OutboundClient};
 use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
 use vela_store::{Store, Stores};
 
@@ -31,6 +33,7 @@ pub struct Application {
     router: axum::Router,
     db: Db,
     store: Stores,
+    importer: Importer,
     sweep_every: Duration,
     gc_every: Duration,
     gc_grace: Duration,
@@ -53,13 +56,19 @@ pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Returns abandoned uploads (their node stopped renewing the lease) to `queued` and removes
-/// their partial data. Safe to run on every node at once: each image is reclaimed under its
-/// row lock, and only if its lease is still expired then.
-pub async fn sweep_abandoned_uploads(db: &Db, stores: &Stores) -> anyhow::Result<usize> {
+/// Returns abandoned uploads and stages (their node stopped renewing the lease) to `queued`
+/// and removes their partial data. Safe to run on every node at once: each image is
+/// reclaimed under its row lock, and only if its lease is still expired then.
+pub async fn sweep_abandoned_uploads(
+    db: &Db,
+    stores: &Stores,
+    staging: &Arc<dyn Store>,
+) -> anyhow::Result<usize> {
     let now = vela_domain::now_micros();
     let mut reclaimed = 0;
-    for id in db.images_in_status(ImageStatus::Saving).await? {
+    let mut ids = db.images_in_status(ImageStatus::Saving).await?;
+    ids.extend(db.images_in_status(ImageStatus::Uploading).await?);
+    for id in ids {
         let res = db
             .update_image(&id, false, |img| {
                 if img.upload_abandoned(now) {
@@ -72,7 +81,7 @@ pub async fn sweep_abandoned_uploads(db: &Db, stores: &Stores) -> anyhow::Result
             .await;
         match res {
             Ok((_, true)) => {
-                for store in stores.all() {
+                for store in stores.all().iter().chain(std::iter::once(staging)) {
                     store.abort_partial(id.as_str()).await?;
                 }
                 tracing::warn!(image_id = %id, "abandoned upload: image returned to queued");
@@ -160,6 +169,112 @@ async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result
     Ok(report)
 }
 
+/// Removes staged data no image refers to any more (a stage or import that ended without
+/// cleaning up), keeping partial data of stages and imports that are still running.
+pub async fn gc_staging(
+    db: &Db,
+    staging: &Arc<dyn Store>,
+    grace: Duration,
+) -> anyhow::Result<GcReport> {
+    let objects = staging.list().await?;
+    let referenced = db.property_values(vela_domain::import::STAGED_DATA).await?;
+    let mut busy: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for status in [ImageStatus::Uploading, ImageStatus::Importing] {
+        busy.extend(
+            db.images_in_status(status)
+                .await?
+                .into_iter()
+                .map(|id| id.to_string()),
+        );
+    }
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut report = GcReport::default();
+    for obj in objects {
+        let in_use = referenced.contains(&obj.location) || busy.contains(&obj.image_id);
+        if in_use || obj.modified > cutoff {
+            report.kept += 1;
+            continue;
+        }
+        staging.delete_listed(&obj).await?;
+        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced staged data");
+        report.removed += 1;
+    }
+    Ok(report)
+}
+
+/// The importer of this node.
+fn importer(
+    cfg: &Config,
+    db: &Db,
+    stores: &Stores,
+    staging: Arc<dyn Store>,
+    api: &ApiConfig,
+) -> anyhow::Result<Importer> {
+    let c = &cfg.import.conversion;
+    let plugins = cfg
+        .import
+        .plugins
+        .iter()
+        .filter_map(|p| vela_import::Plugin::parse(p))
+        .collect();
+    let import = ImportConfig {
+        methods: cfg.images.enabled_import_methods.clone(),
+        lease: api.upload_lease,
+        task_ttl: Duration::from_secs(cfg.import.task_time_to_live_hours.saturating_mul(3600)),
+        image_size_cap: cfg.images.image_size_cap,
+        hash_algo: api.hash_algo,
+        inspection: api.inspection.clone(),
+        plugins,
+        conversion: vela_import::Conversion {
+            output_format: c.output_format.clone(),
+            qemu_img: c.qemu_img.clone(),
+            prlimit: "prlimit".into(),
+            cpu_time_secs: c.cpu_time_secs,
+            memory_bytes: c.memory_mib.saturating_mul(1 << 20),
+            timeout: Duration::from_secs(c.timeout_secs),
+        },
+        inject: vela_import::Inject {
+            properties: cfg
+                .import
+                .inject_metadata
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ignore_user_roles: cfg.import.inject_metadata.ignore_user_roles.clone(),
+        },
+        remote_properties: cfg.import.glance_download_properties.clone(),
+        work_dir: cfg.work_dir(),
+        node: format!("vela-{}", &uuid_like()),
+        identity_url: (cfg.auth.mode == "keystone").then(|| cfg.auth.keystone.auth_url.clone()),
+    };
+    let trusted =
+        OutboundClient::trusted(&ClientOpts::default()).context("the outbound HTTP client")?;
+    Ok(Importer::new(
+        db.clone(),
+        stores.clone(),
+        staging,
+        import,
+        api.outbound.clone(),
+        trusted,
+    ))
+}
+
+/// A short random name for this node.
+fn uuid_like() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:08x}-{}",
+        (n as u64) ^ u64::from(std::process::id()),
+        std::process::id()
+    )
+}
+
 fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
     let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "Default".into());
     let auth = match s.auth_version {
@@ -186,7 +301,6 @@ fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
     }
 }
 
-/// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]`.
 #[cfg(feature = "rbd")]
 fn open_rbd(name: &str, s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
     use vela_store::rbd::{RbdConfig, RbdStore};
@@ -210,67 +324,102 @@ fn open_rbd(name: &str, _s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store
     )
 }
 
+fn open_dir(id: &str, dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = FsStore::open(id, dir)
+        .with_context(|| format!("opening the image store at {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Opens `[stores.NAME]`.
+fn open_named(
+    name: &str,
+    s: &config::NamedStore,
+    filter: &FilterOpts,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match s.kind.as_str() {
+        "s3" => Arc::new(
+            ObjectBackend::s3(
+                name,
+                &S3Config {
+                    endpoint: s.endpoint.clone(),
+                    region: if s.region.is_empty() {
+                        "us-east-1".into()
+                    } else {
+                        s.region.clone()
+                    },
+                    bucket: s.bucket.clone(),
+                    access_key: s.access_key.clone(),
+                    secret_key: s.secret_key.clone(),
+                    prefix: s.prefix.clone(),
+                    virtual_hosted_style: s.virtual_hosted_style,
+                    part_size: usize::try_from(s.part_size_mib.unwrap_or(5) << 20)
+                        .unwrap_or(5 << 20),
+                    parts_in_flight: s.parts_in_flight.unwrap_or(1),
+                },
+            )
+            .with_context(|| format!("store '{name}'"))?,
+        ),
+        "swift" => Arc::new(
+            SwiftStore::new(name, swift_config(s)).with_context(|| format!("store '{name}'"))?,
+        ),
+        "http" => Arc::new(
+            HttpStore::new(
+                name,
+                &HttpConfig {
+                    insecure: s.insecure,
+                    ca_file: s.ca_file.clone(),
+                    filter: filter.clone(),
+                },
+            )
+            .with_context(|| format!("store '{name}'"))?,
+        ),
+        "rbd" => open_rbd(name, s)?,
+        _ => open_dir(
+            name,
+            s.path.as_deref().unwrap_or(std::path::Path::new(name)),
+        )?,
+    })
+}
+
+/// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]` (but
+/// the staging area's).
 pub fn open_stores(cfg: &Config) -> anyhow::Result<Stores> {
-    let open_dir = |id: &str, dir: &std::path::Path| -> anyhow::Result<Arc<dyn Store>> {
-        let store = FsStore::open(id, dir)
-            .with_context(|| format!("opening the image store at {}", dir.display()))?;
-        Ok(Arc::new(store))
-    };
+    let filter = cfg.import_filtering_opts.filter()?;
     let mut all = vec![open_dir(&cfg.store.id, &cfg.store_dir())?];
     for (name, s) in &cfg.stores {
-        let store: Arc<dyn Store> = match s.kind.as_str() {
-            "s3" => Arc::new(
-                ObjectBackend::s3(
-                    name,
-                    &S3Config {
-                        endpoint: s.endpoint.clone(),
-                        region: if s.region.is_empty() {
-                            "us-east-1".into()
-                        } else {
-                            s.region.clone()
-                        },
-                        bucket: s.bucket.clone(),
-                        access_key: s.access_key.clone(),
-                        secret_key: s.secret_key.clone(),
-                        prefix: s.prefix.clone(),
-                        virtual_hosted_style: s.virtual_hosted_style,
-                        part_size: usize::try_from(s.part_size_mib.unwrap_or(5) << 20)
-                            .unwrap_or(5 << 20),
-                        parts_in_flight: s.parts_in_flight.unwrap_or(1),
-                    },
-                )
-                .with_context(|| format!("store '{name}'"))?,
-            ),
-            "swift" => Arc::new(
-                SwiftStore::new(name, swift_config(s))
-                    .with_context(|| format!("store '{name}'"))?,
-            ),
-            "http" => Arc::new(
-                HttpStore::new(
-                    name,
-                    &HttpConfig {
-                        insecure: s.insecure,
-                        ca_file: s.ca_file.clone(),
-                    },
-                )
-                .with_context(|| format!("store '{name}'"))?,
-            ),
-            "rbd" => open_rbd(name, s)?,
-            _ => open_dir(
-                name,
-                s.path.as_deref().unwrap_or(std::path::Path::new(name)),
-            )?,
-        };
-        all.push(store);
+        if name != config::STAGING_STORE {
+            all.push(open_named(name, s, &filter)?);
+        }
     }
     let default = cfg.store.default.as_deref().unwrap_or(&cfg.store.id);
+    let single = all.len() == 1;
     let stores = Stores::new(all, default).map_err(anyhow::Error::msg)?;
-    if cfg.stores.is_empty() {
+    if single {
         // Single-store mode serves http(s) locations, as Glance's default `stores = file,http`.
-        let http = HttpStore::new("http", &HttpConfig::default()).context("the http store")?;
+        let http = HttpStore::new(
+            "http",
+            &HttpConfig {
+                filter,
+                ..HttpConfig::default()
+            },
+        )
+        .context("the http store")?;
         return Ok(stores.with_implicit(Arc::new(http)));
     }
     Ok(stores)
+}
+
+/// Opens the staging area: `[stores.os_glance_staging_store]` when configured (shared by
+/// every node), else a directory (`import.staging_path`).
+pub fn open_staging(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match cfg.stores.get(config::STAGING_STORE) {
+        Some(s) => open_named(
+            config::STAGING_STORE,
+            s,
+            &cfg.import_filtering_opts.filter()?,
+        ),
+        None => open_dir(config::STAGING_STORE, &cfg.staging_dir()),
+    }
 }
 
 impl Application {
@@ -281,8 +430,9 @@ impl Application {
         let db = open_db(&cfg).await?;
 
         let stores = open_stores(&cfg)?;
+        let staging = open_staging(&cfg)?;
         // Uploads this or another node abandoned (their lease expired) go back to `queued`.
-        let reclaimed = sweep_abandoned_uploads(&db, &stores).await?;
+        let reclaimed = sweep_abandoned_uploads(&db, &stores, &staging).await?;
         if reclaimed > 0 {
             tracing::warn!(reclaimed, "returned abandoned uploads to queued");
         }
@@ -294,7 +444,11 @@ impl Application {
             )
         })?;
         let identity = auth::identity(&cfg.auth, &db).await?;
+        let outbound =
+            OutboundClient::new(cfg.import_filtering_opts.filter()?, &ClientOpts::default())
+                .context("the outbound HTTP client")?;
         let api = ApiConfig {
+            outbound,
             paging: Paging {
                 default_limit: cfg.images.limit_param_default,
                 max_limit: cfg.images.api_limit_max,
@@ -316,9 +470,19 @@ impl Application {
                 image_tag_quota: cfg.images.image_tag_quota,
                 image_member_quota: cfg.images.image_member_quota,
             },
+            inspection: Arc::new(cfg.image_format.rules()),
         };
+        let importer = importer(&cfg, &db, &stores, staging, &api)?;
+        importer
+            .clean_work_dir()
+            .await
+            .with_context(|| format!("preparing {}", cfg.work_dir().display()))?;
+        let recovered = importer.recover().await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "failed the imports of stopped nodes");
+        }
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
-        let mut state = AppState::new(db.clone(), stores.clone(), api);
+        let mut state = AppState::new(db.clone(), stores.clone(), api, importer.clone());
         if let Some(id) = identity {
             state = state.with_identity(id);
         }
@@ -339,6 +503,7 @@ impl Application {
             router,
             db,
             store: stores,
+            importer,
             sweep_every,
             gc_every: Duration::from_secs(cfg.store.gc_interval_secs),
             scrub_every: cfg
@@ -361,12 +526,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (db, store, every) = (self.db.clone(), self.store.clone(), self.sweep_every);
+        let importer = self.importer.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                if let Err(e) = sweep_abandoned_uploads(&db, &store).await {
+                if let Err(e) = sweep_abandoned_uploads(&db, &store, importer.staging()).await {
                     tracing::error!(error = %e, "sweeping abandoned uploads failed");
+                }
+                if let Err(e) = importer.recover().await {
+                    tracing::error!(error = %e, "recovering abandoned imports failed");
                 }
             }
         });
@@ -376,6 +545,7 @@ impl Application {
             self.gc_every,
             self.gc_grace,
         );
+        let staging = self.importer.staging().clone();
         let gc = tokio::spawn(async move {
             if every.is_zero() {
                 return;
@@ -387,6 +557,10 @@ impl Application {
                 match gc_stores(&db, &store, grace).await {
                     Ok(r) => tracing::info!(removed = r.removed, kept = r.kept, "store gc"),
                     Err(e) => tracing::error!(error = %e, "store gc failed"),
+                }
+                match gc_staging(&db, &staging, grace).await {
+                    Ok(r) => tracing::info!(removed = r.removed, kept = r.kept, "staging gc"),
+                    Err(e) => tracing::error!(error = %e, "staging gc failed"),
                 }
             }
         });
@@ -413,6 +587,9 @@ impl Application {
         sweeper.abort();
         gc.abort();
         scrubber.abort();
+        // Running imports fail and put their images back before the node goes.
+        self.importer.cancel_all();
+        self.importer.wait_idle(Duration::from_secs(10)).await;
         self.db.close().await;
         served
     }

@@ -4,6 +4,11 @@
 //! checked against the size cap and the announced size, and handed (by reference count, not
 //! copied) to two hashing threads: MD5 for `checksum` and the configured multihash for
 //! `os_hash_value`, so the two digests run on separate cores while the store writes.
+//!
+//! With a [`FormatCheck`], the bytes also pass through the disk-image format inspector
+//! (`vela-inspect`), which keeps only the few regions it needs. At the end of the stream the
+//! data is judged against the declared `disk_format`/`container_format`; refused data ends the
+//! stream with an error, so the store never commits it.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -96,14 +101,52 @@ pub struct Limits {
 pub enum BodyError {
     #[error("Image exceeds the storage quota: the upload is larger than {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error(
-        "Size of uploaded data ({got} bytes) does not match the expected size ({expected} bytes)"
-    )]
+    #[error("{}", size_message(*expected, *got))]
     SizeMismatch { expected: u64, got: u64 },
     #[error("Error reading the request body: {0}")]
     Client(String),
     #[error("The upload stream was not read to its end")]
     Incomplete,
+    /// The format inspector refused the data (unsafe, or not the declared format).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Glance's words for a body longer than announced; a shorter one is said plainly.
+fn size_message(expected: u64, got: u64) -> String {
+    if got > expected {
+        format!("Size exceeds: expected {expected} bytes, got {got} bytes")
+    } else {
+        format!("Size mismatch: expected {expected} bytes, got only {got} bytes")
+    }
+}
+
+/// What the data must be: the image's declared formats and the inspector's rules.
+#[derive(Debug, Clone)]
+pub struct FormatCheck {
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
+    pub rules: Arc<vela_inspect::Rules>,
+}
+
+/// What the format inspector found in accepted data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The detected format's name (`raw`, `qcow2`, ...).
+    pub detected: &'static str,
+    /// The virtual size, when the formats give one (Glance's rules: bare containers only).
+    pub virtual_size: Option<u64>,
+}
+
+/// How [`digesting_with`] treats a stream.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The multihash (`os_hash_value`); with `None` nothing is hashed (staging), and the
+    /// digest's `md5` and `hash` are empty.
+    pub algo: Option<HashAlgo>,
+    pub limits: Limits,
+    /// Inspect the data and judge it against the declared formats.
+    pub check: Option<FormatCheck>,
 }
 
 /// Size and checksums of a complete upload.
@@ -115,8 +158,10 @@ pub struct Digest {
     pub algo: HashAlgo,
     /// Hex digest (`os_hash_value`).
     pub hash: String,
-    /// The first bytes of the data (up to [`HEAD`]), for format detection.
+    /// The first bytes of the data (up to [`HEAD`]).
     pub head: Vec<u8>,
+    /// The inspector's verdict, when a [`FormatCheck`] was given.
+    pub inspection: Option<Inspection>,
 }
 
 /// How many leading bytes are kept in [`Digest::head`].
@@ -128,13 +173,14 @@ struct Shared {
     complete: bool,
     size: u64,
     head: Vec<u8>,
+    inspection: Option<Inspection>,
 }
 
 /// Collects the digest once the wrapped stream has been consumed.
 pub struct DigestHandle {
     shared: Arc<Mutex<Shared>>,
-    md5: JoinHandle<Vec<u8>>,
-    hash: JoinHandle<Vec<u8>>,
+    md5: Option<JoinHandle<Vec<u8>>>,
+    hash: Option<JoinHandle<Vec<u8>>>,
     algo: HashAlgo,
 }
 
@@ -146,7 +192,7 @@ impl DigestHandle {
 
     /// Waits for the hashers and returns the digest, or why the body was refused.
     pub async fn finish(self) -> Result<Digest, BodyError> {
-        let (size, failure, complete, head) = {
+        let (size, failure, complete, head, inspection) = {
             let mut s = self
                 .shared
                 .lock()
@@ -156,6 +202,7 @@ impl DigestHandle {
                 s.failure.clone(),
                 s.complete,
                 std::mem::take(&mut s.head),
+                s.inspection.take(),
             )
         };
         if let Some(f) = failure {
@@ -164,20 +211,24 @@ impl DigestHandle {
         if !complete {
             return Err(BodyError::Incomplete);
         }
-        let md5 = self
-            .md5
-            .await
-            .map_err(|e| BodyError::Client(e.to_string()))?;
-        let hash = self
-            .hash
-            .await
-            .map_err(|e| BodyError::Client(e.to_string()))?;
+        let joined = |h: Option<JoinHandle<Vec<u8>>>| async move {
+            match h {
+                Some(h) => h
+                    .await
+                    .map(hex::encode)
+                    .map_err(|e| BodyError::Client(e.to_string())),
+                None => Ok(String::new()),
+            }
+        };
+        let md5 = joined(self.md5).await?;
+        let hash = joined(self.hash).await?;
         Ok(Digest {
             size,
-            md5: hex::encode(md5),
+            md5,
             algo: self.algo,
-            hash: hex::encode(hash),
+            hash,
             head,
+            inspection,
         })
     }
 }
@@ -203,6 +254,7 @@ struct Tee {
     limits: Limits,
     size: u64,
     done: bool,
+    inspector: Option<(vela_inspect::Inspector, FormatCheck)>,
 }
 
 impl Tee {
@@ -235,6 +287,9 @@ impl Tee {
         loop {
             match self.inner.next().await {
                 Some(Ok(b)) => {
+                    if let Some((inspector, _)) = &mut self.inspector {
+                        inspector.feed(&b);
+                    }
                     if self.size < HEAD as u64 {
                         let take = b.len().min(HEAD - self.size as usize);
                         if let Ok(mut s) = self.shared.lock() {
@@ -270,10 +325,18 @@ impl Tee {
                         let got = self.size;
                         return Some(Err(self.fail(BodyError::SizeMismatch { expected, got })));
                     }
+                    let inspection = match self.inspector.take() {
+                        Some((inspector, check)) => match judge(inspector, &check) {
+                            Ok(i) => Some(i),
+                            Err(refusal) => return Some(Err(self.fail(refusal))),
+                        },
+                        None => None,
+                    };
                     self.done = true;
                     if let Ok(mut s) = self.shared.lock() {
                         s.size = self.size;
                         s.complete = true;
+                        s.inspection = inspection;
                     }
                     if buf.is_empty() {
                         self.md5 = None;
@@ -291,19 +354,65 @@ impl Tee {
     }
 }
 
+/// The inspector's verdict on complete data.
+fn judge(inspector: vela_inspect::Inspector, check: &FormatCheck) -> Result<Inspection, BodyError> {
+    let report = inspector.finish();
+    match vela_inspect::judge(
+        check.disk_format.as_deref(),
+        check.container_format.as_deref(),
+        &report,
+        &check.rules,
+    ) {
+        Ok(accepted) => {
+            for w in &accepted.warnings {
+                tracing::warn!(warning = %w, "format inspection");
+            }
+            Ok(Inspection {
+                detected: accepted.detected.name(),
+                virtual_size: accepted.virtual_size,
+            })
+        }
+        Err(refusal) => {
+            tracing::warn!(refusal = %refusal, "image data refused by the format inspector");
+            Err(BodyError::Rejected(refusal.to_string()))
+        }
+    }
+}
+
 /// Wraps `body` so that it is counted, limited and hashed as it is consumed.
 pub fn digesting(body: ByteStream, algo: HashAlgo, limits: Limits) -> (ByteStream, DigestHandle) {
-    let (md5_tx, md5) = spawn_hasher(HashAlgo::Md5.hasher());
-    let (hash_tx, hash) = spawn_hasher(algo.hasher());
+    digesting_with(
+        body,
+        Options {
+            algo: Some(algo),
+            limits,
+            check: None,
+        },
+    )
+}
+
+/// Wraps `body` so that it is counted, limited, and (as `opts` say) hashed and inspected as
+/// it is consumed.
+pub fn digesting_with(body: ByteStream, opts: Options) -> (ByteStream, DigestHandle) {
+    let (md5_tx, md5, hash_tx, hash) = match opts.algo {
+        Some(algo) => {
+            let (md5_tx, md5) = spawn_hasher(HashAlgo::Md5.hasher());
+            let (hash_tx, hash) = spawn_hasher(algo.hasher());
+            (Some(md5_tx), Some(md5), Some(hash_tx), Some(hash))
+        }
+        None => (None, None, None, None),
+    };
+    let algo = opts.algo.unwrap_or(HashAlgo::Sha512);
     let shared = Arc::new(Mutex::new(Shared::default()));
     let tee = Tee {
         inner: body,
-        md5: Some(md5_tx),
-        hash: Some(hash_tx),
+        md5: md5_tx,
+        hash: hash_tx,
         shared: shared.clone(),
-        limits,
+        limits: opts.limits,
         size: 0,
         done: false,
+        inspector: opts.check.map(|c| (vela_inspect::Inspector::new(), c)),
     };
     let stream = futures::stream::unfold(tee, |mut tee| async move {
         tee.next_chunk().await.map(|item| (item, tee))

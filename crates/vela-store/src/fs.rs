@@ -163,6 +163,10 @@ impl Store for FsStore {
         self.path_of(location).is_ok()
     }
 
+    fn local_path(&self, location: &str) -> Option<PathBuf> {
+        self.path_of(location).ok()
+    }
+
     async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(io::Error::other("invalid object name")));

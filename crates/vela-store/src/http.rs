@@ -4,13 +4,11 @@
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use reqwest::StatusCode;
 
+use crate::outbound::{
+    redact_str, ClientOpts, FilterOpts, OutboundClient, OutboundError, OutboundResponse,
+};
 use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
-
-/// Redirects followed per request (Glance's http store follows five).
-const MAX_REDIRECTS: usize = 5;
 
 /// The HTTP store's settings.
 #[derive(Debug, Clone, Default)]
@@ -19,13 +17,16 @@ pub struct HttpConfig {
     pub insecure: bool,
     /// Extra PEM CA certificates to trust for https locations.
     pub ca_file: Option<std::path::PathBuf>,
+    /// What URLs may be fetched (`[import_filtering_opts]`; the built-in address refusal
+    /// applies whatever they say, outside `allowed_networks`).
+    pub filter: FilterOpts,
 }
 
-/// A read-only store of http(s) URLs.
+/// A read-only store of http(s) URLs, fetched through the guarded [`OutboundClient`].
 #[derive(Debug)]
 pub struct HttpStore {
     id: String,
-    http: reqwest::Client,
+    http: OutboundClient,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -34,101 +35,70 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     ))
 }
 
+/// A failed request as the store's error (messages never show URL credentials).
+fn store_error(location: &str, e: OutboundError) -> StoreError {
+    let shown = || redact_str(location);
+    match e {
+        OutboundError::Status(404 | 410) => {
+            StoreError::NotFound("HTTP datastore could not find image at URI.".into())
+        }
+        OutboundError::Status(s @ (401 | 403)) => {
+            StoreError::Denied(format!("HTTP URL {} returned a {s} status code.", shown()))
+        }
+        OutboundError::Status(s) if s >= 500 => unavailable(format!("status {s}")),
+        OutboundError::Status(s) => {
+            StoreError::BadLocation(format!("HTTP URL {} returned a {s} status code.", shown()))
+        }
+        e @ (OutboundError::Refused(_)
+        | OutboundError::BadUrl(_)
+        | OutboundError::TooManyRedirects
+        | OutboundError::TooLarge(_)) => StoreError::BadLocation(format!("{}: {e}", shown())),
+        OutboundError::Config(m) => StoreError::Config(m),
+        e @ (OutboundError::Timeout(_) | OutboundError::Unavailable(_)) => unavailable(e),
+    }
+}
+
 impl HttpStore {
     pub fn new(id: &str, cfg: &HttpConfig) -> Result<Self, StoreError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            .danger_accept_invalid_certs(cfg.insecure);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| StoreError::Config(format!("{}: {e}", path.display())))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| StoreError::Config(format!("{}: {e}", path.display())))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        let http = b.build().map_err(|e| StoreError::Config(e.to_string()))?;
+        let opts = ClientOpts {
+            insecure: cfg.insecure,
+            ca_file: cfg.ca_file.clone(),
+            ..ClientOpts::default()
+        };
+        let http = OutboundClient::new(cfg.filter.clone(), &opts)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(HttpStore {
             id: id.to_owned(),
             http,
         })
     }
 
-    fn url(&self, location: &str) -> Result<reqwest::Url, StoreError> {
+    fn check_owned(&self, location: &str) -> Result<(), StoreError> {
         if !self.owns(location) {
-            return Err(StoreError::ForeignLocation(location.to_owned()));
+            return Err(StoreError::ForeignLocation(redact_str(location)));
         }
-        let url = reqwest::Url::parse(location)
-            .map_err(|e| StoreError::BadLocation(format!("{location}: {e}")))?;
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(StoreError::BadLocation(format!(
-                "The Store URI was malformed: {location}"
-            )));
-        }
-        Ok(url)
+        Ok(())
     }
 
-    /// Sends a request with the URL's credentials (if any) as basic auth.
-    async fn send(
+    async fn head(&self, location: &str) -> Result<OutboundResponse, StoreError> {
+        self.check_owned(location)?;
+        self.http
+            .head(location)
+            .await
+            .map_err(|e| store_error(location, e))
+    }
+
+    async fn fetch(
         &self,
-        method: reqwest::Method,
         location: &str,
         range: Option<ByteRange>,
-    ) -> Result<reqwest::Response, StoreError> {
-        let mut url = self.url(location)?;
-        let user = url.username().to_owned();
-        let password = url.password().map(str::to_owned);
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let mut req = self.http.request(method, url);
-        if !user.is_empty() {
-            req = req.basic_auth(user, password);
-        }
-        if let Some(r) = range {
-            req = req.header(RANGE, format!("bytes={}-{}", r.start, r.end));
-        }
-        let resp = req.send().await.map_err(unavailable)?;
-        match resp.status() {
-            s if s.is_success() => Ok(resp),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Err(StoreError::NotFound(
-                "HTTP datastore could not find image at URI.".into(),
-            )),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(StoreError::Denied(format!(
-                "HTTP URL {location} returned a {} status code.",
-                resp.status().as_u16()
-            ))),
-            s if s.is_server_error() => Err(unavailable(format!("status {s}"))),
-            s => Err(StoreError::BadLocation(format!(
-                "HTTP URL {location} returned a {} status code.",
-                s.as_u16()
-            ))),
-        }
+    ) -> Result<OutboundResponse, StoreError> {
+        self.check_owned(location)?;
+        self.http
+            .get(location, range, None)
+            .await
+            .map_err(|e| store_error(location, e))
     }
-}
-
-/// The total size a ranged response announces (`Content-Range: bytes a-b/total`).
-fn total_from_content_range(resp: &reqwest::Response) -> Option<u64> {
-    resp.headers()
-        .get(CONTENT_RANGE)?
-        .to_str()
-        .ok()?
-        .rsplit_once('/')?
-        .1
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn content_length(resp: &reqwest::Response) -> Option<u64> {
-    resp.headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[async_trait]
@@ -160,17 +130,18 @@ impl Store for HttpStore {
     }
 
     async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
-        let resp = self.send(reqwest::Method::GET, location, range).await?;
-        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
-        let total = match (partial, range) {
-            (true, _) => total_from_content_range(&resp),
-            (false, _) => content_length(&resp),
+        let resp = self.fetch(location, range).await?;
+        let partial = resp.status() == 206;
+        let total = if partial {
+            resp.range_total()
+        } else {
+            resp.content_length()
         };
         let total = match total {
             Some(t) => t,
             None => self.size(location).await?,
         };
-        let body = resp.bytes_stream().map_err(std::io::Error::other);
+        let body = resp.into_stream().map_err(OutboundError::into_io);
         let body: ByteStream = match range {
             // The server ignored the range: skip to it and stop after it.
             Some(r) if !partial => skip_take(body.boxed(), r.start, r.len()),
@@ -183,9 +154,12 @@ impl Store for HttpStore {
     }
 
     async fn size(&self, location: &str) -> Result<u64, StoreError> {
-        let resp = self.send(reqwest::Method::HEAD, location, None).await?;
-        content_length(&resp).ok_or_else(|| {
-            StoreError::BadLocation(format!("{location} answered without a Content-Length"))
+        let resp = self.head(location).await?;
+        resp.content_length().ok_or_else(|| {
+            StoreError::BadLocation(format!(
+                "{} answered without a Content-Length",
+                redact_str(location)
+            ))
         })
     }
 
@@ -193,7 +167,7 @@ impl Store for HttpStore {
     async fn delete(&self, location: &str) -> Result<(), StoreError> {
         tracing::info!(
             store = %self.id,
-            location,
+            location = %redact_str(location),
             "read-only store: the remote data is left in place"
         );
         Ok(())
@@ -264,5 +238,28 @@ mod tests {
         assert!(s.owns("HTTPS://example.org/x"));
         assert!(!s.owns("file:///x"));
         assert!(!s.owns("http://"));
+    }
+
+    #[tokio::test]
+    async fn internal_addresses_are_refused() {
+        let s = HttpStore::new("web", &HttpConfig::default()).unwrap();
+        for url in [
+            "http://127.0.0.1/x",
+            "http://user:secret@169.254.169.254/latest/meta-data/",
+            "http://localhost/x",
+            "http://[::1]/x",
+        ] {
+            match s.size(url).await {
+                Err(StoreError::BadLocation(m)) => {
+                    assert!(m.contains("refused"), "{url}: {m}");
+                    assert!(!m.contains("secret"), "{m}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+            assert!(matches!(
+                s.get(url, None).await,
+                Err(StoreError::BadLocation(_))
+            ));
+        }
     }
 }

@@ -8,7 +8,9 @@
 pub mod digest;
 pub mod fs;
 pub mod http;
+pub mod ingest;
 pub mod object;
+pub mod outbound;
 #[cfg(feature = "rbd")]
 pub mod rbd;
 pub mod swift;
@@ -144,6 +146,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A store that only serves data (uploads get [`StoreError::ReadOnly`]).
     fn read_only(&self) -> bool {
         false
+    }
+    /// The local file holding the data at `location`, for stores that keep plain files
+    /// (tools such as `qemu-img` then read it in place).
+    fn local_path(&self, _location: &str) -> Option<std::path::PathBuf> {
+        None
     }
     /// Writes the whole stream as the data of `image_id`.
     async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError>;

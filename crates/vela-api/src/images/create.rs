@@ -40,5 +40,11 @@ pub async fn create(
                 .insert("OpenStack-image-import-methods", v);
         }
     }
+    if state.stores.is_multi() {
+        let ids: Vec<&str> = state.stores.all().iter().map(|s| s.id()).collect();
+        if let Ok(v) = HeaderValue::from_str(&ids.join(",")) {
+            resp.headers_mut().insert("OpenStack-image-store-ids", v);
+        }
+    }
     Ok(resp)
 }

@@ -14,9 +14,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use vela_domain::image::ImageLocation;
+use vela_domain::import::STAGED_DATA;
 use vela_domain::policy::Action;
 use vela_domain::{DomainError, Image, ImageId, ImageStatus};
-use vela_store::digest::{digesting, Digest, Limits};
+use vela_store::digest::{FormatCheck, Limits, Options};
+use vela_store::ingest::{ingest, IngestError, Ingested};
 use vela_store::{ByteRange, ByteStream, Store, StoreError};
 
 use super::{load_for, modify};
@@ -35,7 +37,7 @@ fn parse_size_header(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError>
     }
 }
 
-/// Receives image data.
+/// Receives image data (`PUT /v2/images/{id}/file`).
 pub async fn upload(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -45,27 +47,75 @@ pub async fn upload(
 ) -> Result<StatusCode, ApiError> {
     // A refused upload may leave its body unread, so the connection cannot carry another
     // request: say so, or a client reusing it would see the connection drop.
-    accept_upload(state, ctx, id, headers, body)
+    accept_data(state, ctx, id, headers, body, Target::Image)
         .await
         .map_err(|e| e.with_header(header::CONNECTION, "close"))
 }
 
-async fn accept_upload(
+/// Receives data for a later `glance-direct` import (`PUT /v2/images/{id}/stage`).
+pub async fn stage(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    if !state
+        .cfg
+        .import_methods
+        .iter()
+        .any(|m| m == "glance-direct")
+    {
+        return Err(crate::wire::not_found().await);
+    }
+    accept_data(state, ctx, id, headers, body, Target::Staging)
+        .await
+        .map_err(|e| e.with_header(header::CONNECTION, "close"))
+}
+
+/// Where received data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A store, as the image's data (`queued → saving → active`).
+    Image,
+    /// The staging area (`queued → uploading`, which it stays in until imported).
+    Staging,
+}
+
+impl Target {
+    fn receiving(self) -> ImageStatus {
+        match self {
+            Target::Image => ImageStatus::Saving,
+            Target::Staging => ImageStatus::Uploading,
+        }
+    }
+}
+
+async fn accept_data(
     state: AppState,
     ctx: vela_domain::RequestContext,
     id: String,
     headers: HeaderMap,
     body: Body,
+    target: Target,
 ) -> Result<StatusCode, ApiError> {
-    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
-    let base = content_type.split(';').next().unwrap_or("").trim();
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str());
+    let base = content_type
+        .as_deref()
+        .and_then(|c| c.split(';').next())
+        .unwrap_or("")
+        .trim();
     if !base.eq_ignore_ascii_case("application/octet-stream") {
         return Err(ApiError::unsupported_media_type(format!(
-            "Content-Type must be application/octet-stream, not '{content_type}'"
+            "Invalid content type {}",
+            content_type.as_deref().unwrap_or("None")
         )));
     }
     let id = image_id(&id)?;
-    let store = chosen_store(&state, &headers)?;
+    let store = match target {
+        Target::Image => chosen_store(&state, &headers)?,
+        Target::Staging => state.importer.staging().clone(),
+    };
     let announced = parse_size_header(&headers, "x-openstack-image-size")?;
     let length = parse_size_header(&headers, header::CONTENT_LENGTH.as_str())?;
     let cap = state.cfg.image_size_cap;
@@ -81,19 +131,43 @@ async fn accept_upload(
     };
 
     let lease = lease_micros(&state);
-    modify(&state, &ctx, &id, Action::UploadImage, |img| {
-        img.check_can_receive_data()?;
-        img.set_status(ImageStatus::Saving)?;
+    let (action, receiving) = match target {
+        Target::Image => (Action::UploadImage, ImageStatus::Saving),
+        Target::Staging => (Action::ModifyImage, ImageStatus::Uploading),
+    };
+    let (img, ()) = modify(&state, &ctx, &id, action, |img| {
+        if target == Target::Image {
+            img.check_can_receive_data()?;
+        }
+        img.set_status(receiving)?;
         img.upload_lease_until = Some(vela_domain::now_micros() + lease);
         Ok(())
     })
     .await?;
-    tracing::info!(image_id = %id, request_id = %ctx.request_id, "upload started");
+    tracing::info!(image_id = %id, request_id = %ctx.request_id, ?target, "receiving data");
 
+    let opts = match target {
+        Target::Image => Options {
+            algo: Some(state.cfg.hash_algo),
+            limits,
+            check: Some(FormatCheck {
+                disk_format: img.disk_format.clone(),
+                container_format: img.container_format.clone(),
+                rules: state.cfg.inspection.clone(),
+            }),
+        },
+        // Staged data is inspected when it is imported, against the formats the image has
+        // then (they may still change while it is `uploading`).
+        Target::Staging => Options {
+            algo: None,
+            limits,
+            check: None,
+        },
+    };
     let stream: ByteStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
     // The upload runs in its own task so that its clean-up happens even if the client goes
     // away and the request future is dropped.
-    let task = tokio::spawn(store_upload(state, store, id, stream, limits));
+    let task = tokio::spawn(store_data(state, store, id, stream, opts, target));
     match task.await {
         Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
         Err(e) => Err(ApiError::internal(e)),
@@ -118,7 +192,7 @@ fn lease_micros(state: &AppState) -> i64 {
 }
 
 /// Renews the upload's lease until dropped.
-fn keep_lease(state: &AppState, id: &ImageId) -> tokio::task::JoinHandle<()> {
+fn keep_lease(state: &AppState, id: &ImageId, target: Target) -> tokio::task::JoinHandle<()> {
     let (db, id, lease) = (state.db.clone(), id.clone(), lease_micros(state));
     let period = (state.cfg.upload_lease / 3).max(std::time::Duration::from_millis(100));
     tokio::spawn(async move {
@@ -128,7 +202,10 @@ fn keep_lease(state: &AppState, id: &ImageId) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let renewed = db
                 .update_image(&id, true, |img| {
-                    if img.status == ImageStatus::Saving && !img.deleted {
+                    if img.status == target.receiving()
+                        && !img.deleted
+                        && img.upload_lease_until.is_some()
+                    {
                         img.upload_lease_until = Some(vela_domain::now_micros() + lease);
                     }
                     Ok(())
@@ -141,39 +218,59 @@ fn keep_lease(state: &AppState, id: &ImageId) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Virtual size for the formats whose header gives it cheaply; raw data is its own size.
-fn virtual_size(img: &Image, d: &Digest) -> Option<i64> {
-    if img.container_format.as_deref() != Some("bare") {
-        return None;
-    }
-    match img.disk_format.as_deref() {
-        Some("raw") => Some(d.size as i64),
-        Some("qcow2") if d.head.len() >= 32 && d.head.starts_with(b"QFI\xfb") => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&d.head[24..32]);
-            i64::try_from(u64::from_be_bytes(b)).ok()
-        }
-        _ => None,
-    }
-}
-
 fn gone(id: &ImageId) -> DomainError {
     DomainError::Gone(format!(
         "Image {id} could not be found after upload. The image may have been deleted during the upload."
     ))
 }
 
-async fn store_upload(
+async fn store_data(
     state: AppState,
     store: Arc<dyn Store>,
     id: ImageId,
     body: ByteStream,
-    limits: Limits,
+    opts: Options,
+    target: Target,
 ) -> Result<(), ApiError> {
-    let heartbeat = keep_lease(&state, &id);
-    let result = receive(&state, store.as_ref(), id, body, limits).await;
+    let heartbeat = keep_lease(&state, &id, target);
+    let result = receive(&state, store.as_ref(), id, body, opts, target).await;
     heartbeat.abort();
     result
+}
+
+/// Records what was received: an active image, or staged data.
+fn record(
+    img: &mut Image,
+    store: &dyn Store,
+    got: &Ingested,
+    target: Target,
+) -> Result<(), DomainError> {
+    let d = &got.digest;
+    img.size = i64::try_from(d.size).ok();
+    match target {
+        Target::Image => {
+            img.virtual_size = d
+                .inspection
+                .as_ref()
+                .and_then(|i| i.virtual_size)
+                .and_then(|v| i64::try_from(v).ok());
+            img.checksum = Some(d.md5.clone());
+            img.os_hash_algo = Some(d.algo.name().to_owned());
+            img.os_hash_value = Some(d.hash.clone());
+            img.locations = vec![ImageLocation {
+                store: store.id().to_owned(),
+                url: got.stored.location.clone(),
+                metadata: Default::default(),
+            }];
+            img.set_status(ImageStatus::Active)
+        }
+        Target::Staging => {
+            img.upload_lease_until = None;
+            img.properties
+                .insert(STAGED_DATA.to_owned(), got.stored.location.clone());
+            Ok(())
+        }
+    }
 }
 
 async fn receive(
@@ -181,56 +278,35 @@ async fn receive(
     store: &dyn Store,
     id: ImageId,
     body: ByteStream,
-    limits: Limits,
+    opts: Options,
+    target: Target,
 ) -> Result<(), ApiError> {
-    let (stream, digest) = digesting(body, state.cfg.hash_algo, limits);
-    let stored = store.put(id.as_str(), stream).await;
-    let result = match stored {
-        Ok(stored) => match digest.finish().await {
-            Ok(d) => {
-                let location = ImageLocation {
-                    store: store.id().to_owned(),
-                    url: stored.location.clone(),
-                    metadata: Default::default(),
-                };
-                let activated = state
-                    .db
-                    .update_image(&id, true, |img| {
-                        if img.deleted || img.status != ImageStatus::Saving {
-                            return Err(gone(&id));
-                        }
-                        img.virtual_size = virtual_size(img, &d);
-                        img.size = i64::try_from(d.size).ok();
-                        img.checksum = Some(d.md5.clone());
-                        img.os_hash_algo = Some(d.algo.name().to_owned());
-                        img.os_hash_value = Some(d.hash.clone());
-                        img.locations = vec![location];
-                        img.set_status(ImageStatus::Active)
-                    })
-                    .await;
-                match activated {
-                    Ok(_) => {
-                        tracing::info!(image_id = %id, size = d.size, "image active");
-                        return Ok(());
+    let result = match ingest(store, id.as_str(), body, opts).await {
+        Ok(got) => {
+            let recorded = state
+                .db
+                .update_image(&id, true, |img| {
+                    if img.deleted || img.status != target.receiving() {
+                        return Err(gone(&id));
                     }
-                    Err(e) => {
-                        if let Err(del) = store.delete(&stored.location).await {
-                            tracing::error!(image_id = %id, error = %del, "could not remove data of a failed upload");
-                        }
-                        ApiError::from(e)
+                    record(img, store, &got, target)
+                })
+                .await;
+            match recorded {
+                Ok(_) => {
+                    tracing::info!(image_id = %id, size = got.digest.size, ?target, "data received");
+                    return Ok(());
+                }
+                Err(e) => {
+                    if let Err(del) = store.delete(&got.stored.location).await {
+                        tracing::error!(image_id = %id, error = %del, "could not remove data of a failed upload");
                     }
+                    ApiError::from(e)
                 }
             }
-            Err(body_err) => {
-                let _ = store.delete(&stored.location).await;
-                body_err.into()
-            }
-        },
-        Err(StoreError::Body(e)) => match digest.failure() {
-            Some(body_err) => body_err.into(),
-            None => ApiError::bad_request(e.to_string()),
-        },
-        Err(e) => e.into(),
+        }
+        Err(IngestError::Body(e)) => e.into(),
+        Err(IngestError::Store(e)) => e.into(),
     };
     tracing::warn!(image_id = %id, status = %result.status, error = %result.message, "upload failed");
     let reverted = state
@@ -239,7 +315,7 @@ async fn receive(
             if img.deleted || img.status == ImageStatus::Deleted {
                 return Err(gone(&id));
             }
-            if img.status == ImageStatus::Saving {
+            if img.status == target.receiving() {
                 img.set_status(ImageStatus::Queued)?;
             }
             Ok(())

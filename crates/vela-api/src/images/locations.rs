@@ -4,7 +4,9 @@
 //! A new location must be a URL of a store that accepts external locations (the HTTP store);
 //! the store is asked for its size before the location is recorded. Locations whose data is
 //! reached with Vela's own store credentials (file, S3, Swift) cannot be added by clients:
-//! that would let a client point its image at another image's data.
+//! that would let a client point its image at another image's data. HTTP URLs must pass the
+//! guarded outbound client's filters and address refusal (`[import_filtering_opts]`,
+//! docs/outbound.md) at request time, and are fetched through it.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use vela_domain::patch::{self, Dialect, PatchOp};
 use vela_domain::policy::Action;
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
 use vela_store::digest::{digesting, Limits};
+use vela_store::outbound::{redact_str, OutboundError};
 use vela_store::{Store, StoreError};
 
 use super::{load_for, load_visible, modify};
@@ -39,6 +42,25 @@ fn external_store<'a>(state: &'a AppState, url: &str) -> Option<&'a Arc<dyn Stor
         .filter(|s| s.external_locations())
 }
 
+/// Checks a URL of the http store against `[import_filtering_opts]` and the address refusal
+/// (resolving its host) before anything is sent to it or recorded.
+async fn check_outbound(
+    state: &AppState,
+    store: &dyn Store,
+    url: &str,
+) -> Result<(), OutboundError> {
+    if store.kind() != "http" {
+        return Ok(());
+    }
+    match state.cfg.outbound.check_resolved(url).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::info!(url = %redact_str(url), error = %e, "location URL refused");
+            Err(e)
+        }
+    }
+}
+
 /// Finds the store of each value and asks it for the size.
 async fn resolve(
     state: &AppState,
@@ -48,6 +70,15 @@ async fn resolve(
     let mut out = Vec::with_capacity(values.len());
     for v in values {
         let store = external_store(state, &v.url).ok_or_else(invalid_location)?;
+        match check_outbound(state, store.as_ref(), &v.url).await {
+            Ok(()) => {}
+            Err(OutboundError::Refused(_) | OutboundError::BadUrl(_)) => {
+                return Err(invalid_location())
+            }
+            // The name does not resolve: as an unreachable URL below.
+            Err(_) if queued => return Err(ApiError::bad_request("The Store URI was malformed.")),
+            Err(_) => return Err(invalid_location()),
+        }
         let size = match store.size(&v.url).await {
             Ok(n) if n > 0 => n,
             Ok(_) | Err(StoreError::NotFound(_) | StoreError::BadLocation(_)) => {
@@ -55,11 +86,11 @@ async fn resolve(
             }
             // Glance's wording when it cannot reach the URL of a queued image.
             Err(e) if queued => {
-                tracing::info!(url = %v.url, error = %e, "location not reachable");
+                tracing::info!(url = %redact_str(&v.url), error = %e, "location not reachable");
                 return Err(ApiError::bad_request("The Store URI was malformed."));
             }
             Err(e) => {
-                tracing::info!(url = %v.url, error = %e, "location not reachable");
+                tracing::info!(url = %redact_str(&v.url), error = %e, "location not reachable");
                 return Err(invalid_location());
             }
         };
@@ -277,6 +308,16 @@ pub async fn add(
         }
     }
     let store = store.ok_or_else(invalid_location)?;
+    // Refused URLs are a 400 now, before the image is touched; the background fetch goes
+    // through the same guarded client (redirects included). Names that do not resolve fail
+    // in the background, as unreachable servers do.
+    if let Err(OutboundError::Refused(why) | OutboundError::BadUrl(why)) =
+        check_outbound(&state, store.as_ref(), &url).await
+    {
+        return Err(ApiError::bad_request(format!(
+            "Location URL refused: {why}"
+        )));
+    }
     // The image is locked for the background work (Glance's `os_glance_import_task`), so a
     // second request is refused until it is done, and a client can see when it is.
     let task = format!("location-{}", ctx.request_id);
@@ -323,7 +364,7 @@ async fn import_location(
     let mut importing = false;
     let result = try_import_location(&state, &id, store.as_ref(), &v, &mut importing).await;
     if let Err(e) = &result {
-        tracing::warn!(image_id = %id, url = %v.url, error = %e.message, "adding the location failed");
+        tracing::warn!(image_id = %id, url = %redact_str(&v.url), error = %e.message, "adding the location failed");
     }
     let failed = result.is_err();
     let released = state
@@ -408,7 +449,9 @@ async fn try_import_location(
     };
     let mut stream = stream;
     while let Some(chunk) = stream.next().await {
-        chunk.map_err(|e| ApiError::bad_request(format!("reading {}: {e}", location.url)))?;
+        chunk.map_err(|e| {
+            ApiError::bad_request(format!("reading {}: {e}", redact_str(&location.url)))
+        })?;
     }
     let d = digest.finish().await?;
     let checked = match check {
@@ -439,6 +482,6 @@ async fn try_import_location(
             Ok(())
         })
         .await?;
-    tracing::info!(image_id = %id, url = %location.url, "location added");
+    tracing::info!(image_id = %id, url = %redact_str(&location.url), "location added");
     Ok(())
 }

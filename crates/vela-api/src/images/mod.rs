@@ -4,6 +4,7 @@ pub mod actions;
 pub mod create;
 pub mod data;
 pub mod delete;
+pub mod import;
 pub mod list;
 pub mod locations;
 pub mod members;

@@ -1,9 +1,8 @@
-//! `GET /v2/images/{id}` and `GET /v2/images/{id}/tasks`.
+//! `GET /v2/images/{id}`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
 use vela_domain::policy::Action;
 
 use super::load_for;
@@ -23,15 +22,4 @@ pub async fn show(
         StatusCode::OK,
         &ImageView::new(&state, &ctx, &state.policy.redact(&img, &ctx)),
     ))
-}
-
-/// Tasks of an image. Vela has no import tasks yet, so the list is empty.
-pub async fn tasks(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = image_id(&id)?;
-    load_for(&state, &ctx, &id, Action::GetImage).await?;
-    Ok(json_response(StatusCode::OK, &json!({"tasks": []})))
 }

@@ -931,3 +931,207 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A web server publishing `files` (name, bytes) with tower-http's `ServeDir` (Range support)
+/// on an ephemeral loopback port; returns its base URL and the directory.
+pub async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir.path()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), dir)
+}
+
+/// A web server that holds every request until [`HeldServer::release`] (or drop), then answers
+/// 200 with `body`: keeps a web-download import in flight for as long as a test needs.
+pub struct HeldServer {
+    pub url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldServer {
+    pub async fn start(body: Vec<u8>) -> HeldServer {
+        let (release, rx) = tokio::sync::watch::channel(false);
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let mut rx = rx.clone();
+            let body = body.clone();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let _ = rx.wait_for(|open| *open).await;
+                body
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HeldServer {
+            url: format!("http://{addr}/held.raw"),
+            hits,
+            release,
+        }
+    }
+
+    /// Requests received so far (held or answered).
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+impl Drop for HeldServer {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` (naive, microseconds): the timestamps of
+/// `GET /v2/images/{id}/tasks`, which returns raw database rows.
+pub fn is_naive_micro_timestamp(s: &str) -> bool {
+    s.len() == 26 && s.is_ascii() && is_timestamp(&format!("{}Z", &s[..19])) && {
+        let b = s.as_bytes();
+        b[19] == b'.' && b[20..].iter().all(u8::is_ascii_digit)
+    }
+}
+
+/// Deterministic bytes without any disk-format magic (xorshift64): "random" data.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The configuration shared by the import, tasks and inspection tests (and mirrored by
+/// `scripts/glance.sh` for the real Glance): file stores `fast` (default) and `cheap`, the three
+/// import methods, web-download from loopback on any port but 9.
+pub fn import_config(cheap_dir: &Path) -> String {
+    format!(
+        "[store]\nid = \"fast\"\n\n[stores.cheap]\ntype = \"file\"\npath = \"{}\"\n\n\
+         [images]\nenabled_import_methods = [\"glance-direct\", \"web-download\", \"copy-image\"]\n\n\
+         [import_filtering_opts]\nallowed_ports = []\ndisallowed_ports = [9]\n\
+         allowed_hosts = [\"127.0.0.1\"]\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
+         [auth]\ndefault_project = \"glance-test-project\"\ndefault_user = \"glance-test-admin\"\n",
+        cheap_dir.display()
+    )
+}
+
+/// A server with [`import_config`]; keep the directory (the `cheap` store) alive with it.
+pub async fn spawn_import_app() -> (TestApp, tempfile::TempDir) {
+    let cheap = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with_config(&import_config(cheap.path())).await;
+    (app, cheap)
+}
+
+/// How long an import may take before a test gives up.
+pub const IMPORT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Pause between two polls of an import (a busier loop slows Glance's two workers down).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+impl TestApp {
+    /// PUT /v2/images/{id}/stage with `Content-Type: application/octet-stream`.
+    pub async fn stage(&self, id: &str, data: Vec<u8>) -> Response {
+        self.send(
+            self.request(Method::PUT, &format!("/v2/images/{id}/stage"))
+                .header(CONTENT_TYPE, OCTET)
+                .body(data),
+        )
+        .await
+    }
+
+    /// POST /v2/images/{id}/import with a JSON body.
+    pub async fn import(&self, id: &str, body: &Value) -> Response {
+        self.post_json(&format!("/v2/images/{id}/import"), body)
+            .await
+    }
+
+    /// POST /v2/images/{id}/import that must answer 202 with an empty body.
+    pub async fn import_accepted(&self, id: &str, body: &Value) {
+        let resp = self.import(id, body).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "import {body}: {text}");
+        assert!(text.is_empty(), "202 body: {text}");
+    }
+
+    /// GET /v2/images/{id}/tasks that must answer 200; the `tasks` array.
+    pub async fn image_tasks(&self, id: &str) -> Vec<Value> {
+        let v = expect_json(
+            self.get(&format!("/v2/images/{id}/tasks")).await,
+            StatusCode::OK,
+        )
+        .await;
+        v["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tasks array: {v}"))
+            .clone()
+    }
+
+    /// Polls the image until `pred` holds (panics after [`IMPORT_DEADLINE`]).
+    pub async fn wait_for_image(
+        &self,
+        id: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + IMPORT_DEADLINE;
+        loop {
+            let img = self.show(id).await;
+            if pred(&img) {
+                return img;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "image {id}: no {what} in time: {img}"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits until the image's newest task is finished (`success` or `failure`) and the image
+    /// lock `os_glance_import_task` is gone; returns the image and that task.
+    pub async fn wait_for_import(&self, id: &str) -> (Value, Value) {
+        let deadline = Instant::now() + IMPORT_DEADLINE;
+        loop {
+            let tasks = self.image_tasks(id).await;
+            let newest = tasks
+                .iter()
+                .max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_owned())
+                .cloned();
+            if let Some(task) = newest {
+                if task["status"] == "success" || task["status"] == "failure" {
+                    let img = self.show(id).await;
+                    if img.get("os_glance_import_task").is_none() {
+                        return (img, task);
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "import of {id} did not finish: {:?} {}",
+                tasks,
+                self.show(id).await
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}

@@ -31,18 +31,10 @@ async fn create_returns_201_with_location_and_full_image() {
         resp.headers()["location"].to_str().unwrap(),
         format!("{}/v2/images/{id}", app.url)
     );
-    if app.is_external() {
-        assert_eq!(
-            resp.headers()["openstack-image-import-methods"],
-            "glance-direct,web-download,copy-image"
-        );
-    } else {
-        // Vela advertises no import method until one is enabled (see schemas::info_import).
-        assert!(resp
-            .headers()
-            .get("openstack-image-import-methods")
-            .is_none());
-    }
+    assert_eq!(
+        resp.headers()["openstack-image-import-methods"],
+        "glance-direct,web-download,copy-image"
+    );
     let img = expect_json(resp, StatusCode::CREATED).await;
     assert_image_shape(&img);
     let mut want = base_keys();

@@ -1,27 +1,74 @@
 //! Image locations and the read-only HTTP store: locations added by JSON patch and by the
 //! location API, the same image served from a second store, removal rules, uploads refused.
 //! The remote data is served by a real HTTP file server (tower-http's `ServeDir`, with Range
-//! support) on an ephemeral port.
+//! support) on an ephemeral loopback port, which the tests allow with `allowed_networks`;
+//! the SSRF tests check that internal URLs are refused by default.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::RawQuery;
+use axum::response::Redirect;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
 
 use crate::helpers::{expect_error, expect_json, md5_hex, test_data, Persona, TestApp, PATCH_V21};
 
-/// A web server publishing `files` (name, bytes); returns its base URL and the directory.
-async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) {
+/// A web server on `ip` (port 0) publishing `files` (name, bytes), with `/redirect?URL`
+/// answering 307 to URL; returns its base URL, the directory and the number of requests
+/// it received.
+async fn counting_server(
+    ip: &str,
+    files: &[(&str, &[u8])],
+) -> (String, tempfile::TempDir, Arc<AtomicUsize>) {
     let dir = tempfile::tempdir().unwrap();
     for (name, data) in files {
         std::fs::write(dir.path().join(name), data).unwrap();
     }
-    let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir.path()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new()
+        .route(
+            "/redirect",
+            axum::routing::get(|RawQuery(q): RawQuery| async move {
+                Redirect::temporary(&q.unwrap_or_default())
+            }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(dir.path()))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                next.run(req)
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}"), dir)
+    (format!("http://{addr}"), dir, hits)
+}
+
+/// A web server on 127.0.0.1 publishing `files`; returns its base URL and the directory.
+async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) {
+    let (url, dir, _) = counting_server("127.0.0.1", files).await;
+    (url, dir)
+}
+
+/// `[import_filtering_opts]` letting Vela fetch from any port of `networks` (the test web
+/// servers live on loopback, which Vela refuses by default).
+fn filtering(networks: &[&str]) -> String {
+    let nets: Vec<String> = networks.iter().map(|n| format!("\"{n}\"")).collect();
+    format!(
+        "\n[import_filtering_opts]\nallowed_ports = []\nallowed_networks = [{}]\n",
+        nets.join(", ")
+    )
+}
+
+/// The loopback networks, for tests whose web servers must be reachable.
+fn loopback_allowed() -> String {
+    filtering(&["127.0.0.0/8", "::1/128"])
 }
 
 fn add_location(url: &str) -> Value {
@@ -48,8 +95,9 @@ async fn the_same_image_is_served_from_a_second_store() {
     let local = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with_config(&format!(
         "[store]\nid = \"local\"\npath = \"{}\"\n\n[stores.web]\ntype = \"http\"\n\n\
-         [images]\nshow_multiple_locations = true\nshow_image_direct_url = true\n",
-        local.path().display()
+         [images]\nshow_multiple_locations = true\nshow_image_direct_url = true\n{}",
+        local.path().display(),
+        loopback_allowed()
     ))
     .await;
     if app.is_external() {
@@ -175,7 +223,11 @@ async fn the_same_image_is_served_from_a_second_store() {
 async fn location_patches_follow_glance() {
     let data = test_data(1000);
     let (web, _dir) = web_server(&[("a.raw", &data), ("empty.raw", b"")]).await;
-    let app = TestApp::spawn_with_config("[images]\nshow_multiple_locations = true\n").await;
+    let app = TestApp::spawn_with_config(&format!(
+        "[images]\nshow_multiple_locations = true\n{}",
+        loopback_allowed()
+    ))
+    .await;
     if app.is_external() {
         return;
     }
@@ -359,7 +411,7 @@ async fn wait_status(app: &TestApp, id: &str, want: &str) -> Value {
 async fn the_location_api_serves_services() {
     let data = test_data(2 << 20);
     let (web, _dir) = web_server(&[("svc.raw", &data)]).await;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_config(&loopback_allowed()).await;
     if app.is_external() {
         return;
     }
@@ -488,7 +540,8 @@ async fn rbd_data_in_use_stays() {
     let (web, _dir) = web_server(&[("copy.raw", &data)]).await;
     let app = TestApp::spawn_with_config(&format!(
         "[store]\nid = \"local\"\ndefault = \"ceph\"\n\n{rbd}\n[stores.web]\ntype = \"http\"\n\n\
-         [images]\nshow_multiple_locations = true\n"
+         [images]\nshow_multiple_locations = true\n{}",
+        loopback_allowed()
     ))
     .await;
     if app.is_external() {
@@ -534,4 +587,214 @@ async fn rbd_data_in_use_stays() {
     );
     assert_eq!(app.show(id).await["stores"], "web");
     assert_eq!(app.download(id).await.bytes().await.unwrap(), data);
+}
+
+/// The servers of the SSRF tests: a target on 127.0.0.1, another on [::1] (when the host
+/// has IPv6 loopback), and a front on 127.0.0.2 redirecting wherever it is told; each counts
+/// the requests it gets.
+struct Ssrf {
+    target: String,
+    target_hits: Arc<AtomicUsize>,
+    v6: String,
+    v6_hits: Arc<AtomicUsize>,
+    has_v6: bool,
+    front: String,
+    front_hits: Arc<AtomicUsize>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Ssrf {
+    async fn start(data: &[u8]) -> Ssrf {
+        let (target, d1, target_hits) = counting_server("127.0.0.1", &[("x", data)]).await;
+        let (front, d2, front_hits) = counting_server("127.0.0.2", &[]).await;
+        let mut dirs = vec![d1, d2];
+        let has_v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let (v6, v6_hits) = if has_v6 {
+            let (v6, d3, hits) = counting_server("::1", &[("x", data)]).await;
+            dirs.push(d3);
+            (v6, hits)
+        } else {
+            ("http://[::1]:9".to_owned(), Arc::new(AtomicUsize::new(0)))
+        };
+        Ssrf {
+            target,
+            target_hits,
+            v6,
+            v6_hits,
+            has_v6,
+            front,
+            front_hits,
+            _dirs: dirs,
+        }
+    }
+
+    /// Internal URLs a project member could give: loopback by address (v4, v6) and by name,
+    /// the metadata service, a private address, and an allowed server redirecting to
+    /// loopback.
+    fn urls(&self) -> Vec<String> {
+        let port = self.target.rsplit_once(':').unwrap().1;
+        vec![
+            format!("{}/x", self.target),
+            format!("{}/x", self.v6),
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "http://10.0.0.1/x".to_owned(),
+            format!("http://localhost:{port}/x"),
+            format!("{}/redirect?{}/x", self.front, self.target),
+        ]
+    }
+
+    /// Requests that reached the internal targets.
+    fn fetched(&self) -> usize {
+        self.target_hits.load(Ordering::SeqCst) + self.v6_hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A queued image of `owner`'s project.
+async fn queued_image(app: &TestApp, owner: &Persona) -> String {
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": app.name("ssrf"), "disk_format": "raw", "container_format": "bare"})),
+        )
+        .await;
+    expect_json(resp, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn post_location(app: &TestApp, who: &Persona, id: &str, url: &str) -> reqwest::Response {
+    app.send(
+        app.request(Method::POST, &format!("/v2/images/{id}/locations"))
+            .headers(who.headers())
+            .json(&json!({"url": url})),
+    )
+    .await
+}
+
+/// Every SSRF URL is refused through the patch and the location API: 400 (or, when the
+/// redirecting front server is allowed, so that the location API only meets the redirect in
+/// the background, 202 and a failed fetch), the image stays queued without a location, and
+/// the internal servers get no request.
+async fn assert_all_refused(app: &TestApp, s: &Ssrf, front_allowed: bool) {
+    let member = Persona::member(&app.name("proj"));
+    for url in s.urls() {
+        let redirect = front_allowed && url.contains("/redirect?");
+        let id = queued_image(app, &member).await;
+        let msg = expect_error(
+            patch_as(app, Some(&member), &id, &add_location(&url)).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(msg.contains("Invalid location"), "{url}: {msg}");
+
+        let resp = post_location(app, &member, &id, &url).await;
+        if redirect {
+            assert_eq!(resp.status(), StatusCode::ACCEPTED, "{url}");
+            wait_unlocked(app, &id).await;
+        } else {
+            let msg = expect_error(resp, StatusCode::BAD_REQUEST).await;
+            assert!(msg.contains("Location URL refused"), "{url}: {msg}");
+        }
+        let v = app.show(&id).await;
+        assert_eq!(v["status"], "queued", "{url}: {v}");
+        assert_eq!(v["locations"], json!([]), "{url}: {v}");
+        assert_eq!(s.fetched(), 0, "{url} was fetched");
+    }
+}
+
+#[tokio::test]
+async fn internal_urls_are_refused_by_default() {
+    let s = Ssrf::start(&test_data(1000)).await;
+    // Glance's default filters (ports 80 and 443) and the address refusal.
+    let app = TestApp::spawn_with_config("[images]\nshow_multiple_locations = true\n").await;
+    if app.is_external() {
+        return;
+    }
+    assert_all_refused(&app, &s, false).await;
+    assert_eq!(s.front_hits.load(Ordering::SeqCst), 0);
+    // Any port, and only the redirecting front server's address allowed: the address
+    // refusal alone stops every URL, the redirect at its second hop.
+    let app = TestApp::spawn_with_config(&format!(
+        "[images]\nshow_multiple_locations = true\n{}",
+        filtering(&["127.0.0.2/32"])
+    ))
+    .await;
+    assert_all_refused(&app, &s, true).await;
+    // The front server was asked (patch: HEAD; location API: HEAD), its redirect refused.
+    assert_eq!(s.front_hits.load(Ordering::SeqCst), 2);
+    // A refused URL says why, without the credentials it carries.
+    let member = Persona::member(&app.name("proj"));
+    let id = queued_image(&app, &member).await;
+    let msg = expect_error(
+        post_location(
+            &app,
+            &member,
+            &id,
+            "http://alice:s3cret@169.254.169.254/latest/meta-data/",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(msg.contains("link-local"), "{msg}");
+    assert!(!msg.contains("s3cret"), "{msg}");
+}
+
+#[tokio::test]
+async fn internal_urls_work_when_the_operator_allows_them() {
+    let data = test_data(5000);
+    let s = Ssrf::start(&data).await;
+    let app = TestApp::spawn_with_config(&format!(
+        "[images]\nshow_multiple_locations = true\n{}",
+        loopback_allowed()
+    ))
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let member = Persona::member(&app.name("proj"));
+    let sha = hex::encode(sha2::Sha512::digest(&data));
+    // The URLs the test servers answer (the metadata service and 10.0.0.1 stay refused).
+    let urls: Vec<String> = s
+        .urls()
+        .into_iter()
+        .filter(|u| !u.contains("169.254.") && !u.contains("10.0.0.1"))
+        .filter(|u| s.has_v6 || !u.contains("[::1]"))
+        .collect();
+    for url in &urls {
+        let before = s.fetched();
+        let id = queued_image(&app, &member).await;
+        let v = expect_json(
+            patch_as(&app, Some(&member), &id, &add_location(url)).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(v["status"], "active", "{url}: {v}");
+        assert_eq!(v["size"], data.len(), "{url}");
+        assert_eq!(v["locations"][0]["url"], url.as_str());
+
+        let id = queued_image(&app, &member).await;
+        let resp = post_location(&app, &member, &id, url).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{url}");
+        let v = wait_unlocked(&app, &id).await;
+        assert_eq!(v["status"], "active", "{url}: {v}");
+        assert_eq!(v["os_hash_value"], sha.as_str(), "{url}");
+        assert!(s.fetched() > before, "{url} was not fetched");
+    }
+    // The metadata service stays refused: its network is not listed.
+    let id = queued_image(&app, &member).await;
+    let msg = expect_error(
+        post_location(
+            &app,
+            &member,
+            &id,
+            "http://169.254.169.254/latest/meta-data/",
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(msg.contains("Location URL refused"), "{msg}");
 }

@@ -3,7 +3,8 @@
 //! Set `VELA_TEST_URL=http://host:port` to run the suite against an already
 //! running server instead (e.g. the real Glance, to validate expectations);
 //! tests that need Vela-specific knobs (identity headers, config) then return
-//! early.
+//! early. `eval "$(bash scripts/glance.sh start)"` runs a Glance 33 configured
+//! like the import, tasks and inspection tests' Vela (`helpers::import_config`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +15,8 @@ mod data;
 mod errors;
 mod identity;
 mod images;
+mod import;
+mod inspection;
 mod keystone;
 mod list;
 mod locations;
@@ -24,4 +27,5 @@ mod schemas;
 mod sharing;
 mod stores;
 mod tags_actions;
+mod tasks;
 mod versions;
