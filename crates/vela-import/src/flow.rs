@@ -16,7 +16,7 @@ use vela_store::digest::{FormatCheck, Limits, Options};
 use vela_store::ingest::{ingest, IngestError, Ingested};
 
 use crate::source::{cancellable, Source};
-use crate::{put_back, Caller, ImportError, Importer};
+use crate::{put_back, Caller, ImportError, Importer, Job};
 
 /// Whether a task copies an active image (which keeps its status whatever happens).
 pub(crate) fn is_copy(task: &Task) -> bool {
@@ -141,7 +141,7 @@ fn keep_lease(
 }
 
 /// Runs a task to its end on this node.
-pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller) {
+pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller, job: Job) {
     let task = match claim(&imp, &task_id).await {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -168,9 +168,15 @@ pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller) {
         copy: is_copy(&task),
         first_digest: None,
     };
-    let outcome = match plan(&imp, &task) {
-        Ok(p) => run.execute(&p).await.map(|_| p.image),
-        Err(e) => Err(e),
+    let outcome = match &job {
+        Job::Import => match plan(&imp, &task) {
+            Ok(p) => run.execute(&p).await.map(|_| p.image),
+            Err(e) => Err(e),
+        },
+        Job::Location(l) => match task.image_id.as_deref().and_then(ImageId::parse) {
+            Some(id) => run.execute_location(&id, l).await.map(|_| id),
+            None => Err(ImportError::failed("The task names no image.")),
+        },
     };
     heartbeat.abort();
     run.finish(outcome).await;
@@ -180,13 +186,13 @@ pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller) {
 }
 
 /// The state of a run.
-struct Run {
-    imp: Importer,
+pub(crate) struct Run {
+    pub(crate) imp: Importer,
     task: Task,
     caller: Caller,
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// Bytes moved so far (shown as progress).
-    progress: Arc<AtomicU64>,
+    pub(crate) progress: Arc<AtomicU64>,
     /// Data this run wrote to stores and did not record in the image yet.
     written: Vec<ImageLocation>,
     /// Staged data of this image (removed at the end).
@@ -206,7 +212,11 @@ impl Run {
 
     /// Changes the image and the task together, provided the task is still this node's
     /// and holds the image's lock.
-    async fn update<T, F>(&self, image: &ImageId, f: F) -> Result<(Image, T), ImportError>
+    pub(crate) async fn update<T, F>(
+        &self,
+        image: &ImageId,
+        f: F,
+    ) -> Result<(Image, T), ImportError>
     where
         F: FnOnce(&mut Image, &mut Task) -> Result<T, DomainError>,
     {
@@ -543,6 +553,11 @@ impl Run {
     /// Ends the run: success records the data and activates the image; failure undoes what
     /// the run did. The lock is released and the task finished in the same transaction.
     async fn finish(&mut self, outcome: Result<ImageId, ImportError>) {
+        if let Some(w) = self.work.take() {
+            if let Err(e) = tokio::fs::remove_dir_all(&w).await {
+                tracing::warn!(dir = %w.display(), error = %e, "could not remove scratch space");
+            }
+        }
         let ttl = self.imp.ttl();
         let image = self.task.image_id.as_deref().and_then(ImageId::parse);
         let result = match &outcome {
@@ -550,19 +565,29 @@ impl Run {
             Err(e) => Err(ImportError::failed(e.to_string())),
         };
         let failure = result.err();
+        if failure.is_some() && !self.still_ours().await {
+            // Another node failed the task (this node's lease ran out) and cleans up.
+            tracing::warn!(task_id = %self.task.id, "the task was taken over; leaving it");
+            return;
+        }
+        // Staged data goes before the image is released (a failed image returns to `queued`,
+        // and a new stage must not meet this run's clean-up).
+        if let Some(img) = &image {
+            self.imp.remove_staged(img, self.staged.as_deref()).await;
+        }
         if let Some(e) = &failure {
             tracing::warn!(task_id = %self.task.id, error = %e, "import failed");
             self.fail(image.as_ref(), &e.to_string(), ttl).await;
         } else {
             tracing::info!(task_id = %self.task.id, image_id = ?image, "import done");
         }
-        if let Some(img) = &image {
-            self.imp.remove_staged(img, self.staged.as_deref()).await;
-        }
-        if let Some(w) = self.work.take() {
-            if let Err(e) = tokio::fs::remove_dir_all(&w).await {
-                tracing::warn!(dir = %w.display(), error = %e, "could not remove scratch space");
-            }
+    }
+
+    /// Whether this node still runs the task.
+    async fn still_ours(&self) -> bool {
+        match self.imp.inner.db.get_task(&self.task.id).await {
+            Ok(t) => t.status == TaskStatus::Processing && t.runner.as_deref() == Some(self.node()),
+            Err(_) => false,
         }
     }
 
@@ -578,9 +603,11 @@ impl Run {
                 }
                 let done: Vec<String> = written.iter().map(|l| l.store.clone()).collect();
                 img.locations.extend(written);
-                let mut pending = store_list(img, IMPORTING_TO);
-                pending.retain(|s| !done.contains(s));
-                set_store_list(img, IMPORTING_TO, &pending);
+                if img.properties.contains_key(IMPORTING_TO) {
+                    let mut pending = store_list(img, IMPORTING_TO);
+                    pending.retain(|s| !done.contains(s));
+                    set_store_list(img, IMPORTING_TO, &pending);
+                }
                 img.properties.remove(STAGED_DATA);
                 img.properties.remove(IMPORT_LOCK);
                 if img.status == ImageStatus::Importing {

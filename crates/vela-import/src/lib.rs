@@ -14,6 +14,7 @@
 //! target store through the one ingest path (size cap, hashing, format inspection).
 
 mod flow;
+mod location;
 pub mod plugins;
 mod remote;
 mod source;
@@ -32,7 +33,17 @@ use vela_store::digest::HashAlgo;
 use vela_store::outbound::OutboundClient;
 use vela_store::{Store, Stores};
 
+pub use location::LocationJob;
 pub use plugins::{Conversion, Inject, Plugin};
+
+/// What a task does when it runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    /// An `api_image_import` (or legacy `import`) task: its input says everything.
+    Import,
+    /// A `location_import` task.
+    Location(LocationJob),
+}
 
 /// How imports run.
 #[derive(Debug, Clone)]
@@ -169,10 +180,19 @@ impl Importer {
         micros(self.inner.cfg.task_ttl)
     }
 
-    /// Runs a `pending` task in the background on this node (if no other node claimed it).
+    /// Runs a `pending` import task in the background on this node (if no other node
+    /// claimed it).
     pub fn start(&self, task_id: String, caller: Caller) {
         let me = self.clone();
-        tokio::spawn(async move { flow::run(me, task_id, caller).await });
+        tokio::spawn(async move { flow::run(me, task_id, caller, Job::Import).await });
+    }
+
+    /// Runs a `pending` location import task in the background on this node.
+    pub fn start_location(&self, task_id: String, job: LocationJob) {
+        let me = self.clone();
+        tokio::spawn(
+            async move { flow::run(me, task_id, Caller::default(), Job::Location(job)).await },
+        );
     }
 
     /// Cancels every run of this node (at shutdown). Their tasks fail and their images are
@@ -266,32 +286,36 @@ impl Importer {
             return Ok(done);
         };
         let copy = flow::is_copy(task);
-        let res = self
-            .inner
-            .db
-            .update_image_and_task(&image, &task.id, |img, t| {
+        // The data goes first, while the image is still locked (and `importing`), so that
+        // nothing a user starts once the image is released can be mistaken for it.
+        match self.inner.db.get_image(&image, true).await {
+            Ok(img) if img.properties.get(IMPORT_LOCK) == Some(&task.id) => {
                 let staged = img.properties.get(STAGED_DATA).cloned();
-                let targets = vela_domain::import::store_list(img, IMPORTING_TO);
-                if !fail(t)? {
-                    return Ok(None);
-                }
-                put_back(img, &t.id, copy)?;
-                Ok(Some((staged, targets)))
-            })
-            .await;
-        match res {
-            Ok((_, _, Some((staged, targets)))) => {
                 self.remove_staged(&image, staged.as_deref()).await;
-                for store in targets {
+                for store in vela_domain::import::store_list(&img, IMPORTING_TO) {
                     if let Some(s) = self.inner.stores.get(&store) {
                         if let Err(e) = s.abort_partial(image.as_str()).await {
                             tracing::warn!(image_id = %image, store, error = %e, "could not remove partial data");
                         }
                     }
                 }
-                Ok(true)
             }
-            Ok((_, _, None)) => Ok(false),
+            Ok(_) | Err(DbError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let res = self
+            .inner
+            .db
+            .update_image_and_task(&image, &task.id, |img, t| {
+                if !fail(t)? {
+                    return Ok(false);
+                }
+                put_back(img, &t.id, copy)?;
+                Ok(true)
+            })
+            .await;
+        match res {
+            Ok((_, _, done)) => Ok(done),
             Err(DbError::NotFound) => {
                 // The image record is gone: fail the task alone.
                 let (_, done) = self.inner.db.update_task(&task.id, fail).await?;
@@ -322,15 +346,17 @@ pub(crate) fn put_back(img: &mut Image, task: &str, copy: bool) -> Result<(), Do
     if img.properties.get(IMPORT_LOCK).map(String::as_str) == Some(task) {
         img.properties.remove(IMPORT_LOCK);
     }
-    let pending = vela_domain::import::store_list(img, IMPORTING_TO);
-    let mut failed = vela_domain::import::store_list(img, FAILED_IMPORT);
-    for s in pending {
-        if !failed.contains(&s) {
-            failed.push(s);
+    if img.properties.contains_key(IMPORTING_TO) {
+        let pending = vela_domain::import::store_list(img, IMPORTING_TO);
+        let mut failed = vela_domain::import::store_list(img, FAILED_IMPORT);
+        for s in pending {
+            if !failed.contains(&s) {
+                failed.push(s);
+            }
         }
+        vela_domain::import::set_store_list(img, IMPORTING_TO, &[]);
+        vela_domain::import::set_store_list(img, FAILED_IMPORT, &failed);
     }
-    vela_domain::import::set_store_list(img, IMPORTING_TO, &[]);
-    vela_domain::import::set_store_list(img, FAILED_IMPORT, &failed);
     if img.deleted || copy {
         return Ok(());
     }

@@ -69,6 +69,16 @@ pub async fn sweep_abandoned_uploads(
     let mut ids = db.images_in_status(ImageStatus::Saving).await?;
     ids.extend(db.images_in_status(ImageStatus::Uploading).await?);
     for id in ids {
+        // Partial data goes first, while the image is still `saving`/`uploading` (no new
+        // upload can start), then the image is returned to `queued` if it is still abandoned.
+        match db.get_image(&id, false).await {
+            Ok(img) if img.upload_abandoned(now) => {}
+            Ok(_) | Err(vela_db::DbError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        for store in stores.all().iter().chain(std::iter::once(staging)) {
+            store.abort_partial(id.as_str()).await?;
+        }
         let res = db
             .update_image(&id, false, |img| {
                 if img.upload_abandoned(now) {
@@ -81,9 +91,6 @@ pub async fn sweep_abandoned_uploads(
             .await;
         match res {
             Ok((_, true)) => {
-                for store in stores.all().iter().chain(std::iter::once(staging)) {
-                    store.abort_partial(id.as_str()).await?;
-                }
                 tracing::warn!(image_id = %id, "abandoned upload: image returned to queued");
                 reclaimed += 1;
             }

@@ -34,7 +34,7 @@ pub fn writable_stores(state: &AppState) -> Vec<&str> {
 
 /// The task holding the image's lock, if it is still alive. A lock whose task is missing,
 /// finished, or whose runner's lease expired is stale and may be taken over.
-async fn live_lock(state: &AppState, img: &Image) -> Result<Option<String>, ApiError> {
+pub(crate) async fn live_lock(state: &AppState, img: &Image) -> Result<Option<String>, ApiError> {
     let Some(holder) = img.properties.get(IMPORT_LOCK) else {
         return Ok(None);
     };
@@ -148,7 +148,7 @@ fn new_task(ctx: &RequestContext, img: &Image, req: &ImportRequest, stores: &[St
 }
 
 /// Fails the task whose stale lock was taken over.
-async fn bust(state: &AppState, task_id: &str) {
+pub(crate) async fn bust(state: &AppState, task_id: &str) {
     let ttl = i64::try_from(state.importer.config().task_ttl.as_micros()).unwrap_or(i64::MAX / 4);
     let res = state
         .db

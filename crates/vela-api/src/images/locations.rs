@@ -14,14 +14,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::StreamExt;
 use serde_json::Value;
 use vela_domain::image::ImageLocation;
+use vela_domain::import::IMPORT_LOCK;
 use vela_domain::location::{LocationChange, LocationValue, ResolvedLocation, ValidationData};
 use vela_domain::patch::{self, Dialect, PatchOp};
 use vela_domain::policy::Action;
+use vela_domain::task::{Task, TaskType};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
-use vela_store::digest::{digesting, Limits};
 use vela_store::outbound::{redact_str, OutboundError};
 use vela_store::{Store, StoreError};
 
@@ -318,170 +318,69 @@ pub async fn add(
             "Location URL refused: {why}"
         )));
     }
-    // The image is locked for the background work (Glance's `os_glance_import_task`), so a
+    // The image is locked for the background task (Glance's `os_glance_import_task`), so a
     // second request is refused until it is done, and a client can see when it is.
-    let task = format!("location-{}", ctx.request_id);
-    modify(&state, &ctx, &id, Action::AddImageLocation, |img| {
-        if img.properties.contains_key(IMPORT_LOCK) {
-            return Err(DomainError::Conflict("Image has active task".into()));
-        }
-        if img.status != ImageStatus::Queued {
-            return Err(DomainError::Conflict(format!(
-                "It's not allowed to add locations if image status is {}.",
-                img.status.as_str()
-            )));
-        }
-        img.properties.insert(IMPORT_LOCK.into(), task.clone());
-        Ok(())
-    })
-    .await?;
-    tokio::spawn(import_location(
-        state.clone(),
-        id,
-        task,
-        store,
-        LocationValue {
-            url,
-            metadata: Default::default(),
-            validation,
-        },
-    ));
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// The property that locks an image while a location is being added.
-const IMPORT_LOCK: &str = "os_glance_import_task";
-
-/// The background part of `POST …/locations`. Whatever happens, the lock is released; on
-/// failure an image this task moved to `importing` returns to `queued`.
-async fn import_location(
-    state: AppState,
-    id: ImageId,
-    task: String,
-    store: Arc<dyn Store>,
-    v: LocationValue,
-) {
-    let mut importing = false;
-    let result = try_import_location(&state, &id, store.as_ref(), &v, &mut importing).await;
-    if let Err(e) = &result {
-        tracing::warn!(image_id = %id, url = %redact_str(&v.url), error = %e.message, "adding the location failed");
+    if super::import::live_lock(&state, &img).await?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "Image has active task"));
     }
-    let failed = result.is_err();
-    let released = state
-        .db
-        .update_image(&id, true, |img| {
-            if img.properties.get(IMPORT_LOCK) == Some(&task) {
-                img.properties.remove(IMPORT_LOCK);
-            }
-            if failed && importing && img.status == ImageStatus::Importing && !img.deleted {
-                img.set_status(ImageStatus::Queued)?;
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = released {
-        tracing::error!(image_id = %id, error = %e, "could not release the image after adding a location");
+    let stale = img.properties.get(IMPORT_LOCK).cloned();
+    let mut task = Task::new(TaskType::LocationImport, vela_domain::now_micros());
+    task.owner = ctx.project_id.clone();
+    task.user_id = ctx.user_id.clone();
+    task.request_id = Some(ctx.request_id.clone());
+    task.image_id = Some(id.as_str().to_owned());
+    let mut validation_json = serde_json::Map::new();
+    for (k, v) in [
+        ("os_hash_algo", &validation.os_hash_algo),
+        ("os_hash_value", &validation.os_hash_value),
+    ] {
+        if let Some(v) = v {
+            validation_json.insert(k.into(), v.clone().into());
+        }
     }
-}
-
-async fn try_import_location(
-    state: &AppState,
-    id: &ImageId,
-    store: &dyn Store,
-    v: &LocationValue,
-    importing: &mut bool,
-) -> Result<(), ApiError> {
-    let resolved = resolve(state, std::slice::from_ref(v), true).await?;
-    let [new] = resolved.as_slice() else {
-        return Err(invalid_location());
-    };
-    let algo = state.cfg.hash_algo;
-    let requested_algo = v.validation.os_hash_algo.clone();
-    let verify = requested_algo.is_some();
-    let location = new.location.clone();
-    let size = new.size;
-    // With validation data the image is `importing` while its data is read and checked;
-    // without, it is active at once and its checksums follow.
-    state
+    task.input = Some(serde_json::json!({
+        "image_id": id.as_str(),
+        "loc_url": redact_str(&url),
+        "validation_data": validation_json,
+    }));
+    let (policy, task_id) = (state.policy.clone(), task.id.clone());
+    let taken = state
         .db
-        .update_image(id, false, |img| {
+        .create_task_for_image(&id, &task, |img| {
+            policy.enforce_on_image(Action::AddImageLocation, &ctx, img)?;
+            if img.properties.get(IMPORT_LOCK) != stale.as_ref() {
+                return Err(DomainError::Conflict("Image has active task".into()));
+            }
             if img.status != ImageStatus::Queued {
                 return Err(DomainError::Conflict(format!(
                     "It's not allowed to add locations if image status is {}.",
                     img.status.as_str()
                 )));
             }
-            if verify {
-                img.check_can_receive_data()?;
-                img.set_status(ImageStatus::Importing)?;
-                return Ok(());
-            }
-            let change = LocationChange::Add(vela_domain::location::Position::End, v.clone());
-            let plain = ResolvedLocation {
-                validation: ValidationData::default(),
-                ..new.clone()
-            };
-            img.change_locations(&change, &[plain], algo.name(), algo.digest_len())?;
+            img.properties.insert(IMPORT_LOCK.into(), task_id.clone());
             Ok(())
         })
-        .await?;
-    *importing = verify;
-    // The data is read once: md5 and the configured algorithm, plus the client's algorithm
-    // when it differs.
-    let check_algo = requested_algo
-        .as_deref()
-        .and_then(vela_store::digest::HashAlgo::parse)
-        .unwrap_or(algo);
-    let fetched = store.get(&location.url, None).await?;
-    let (stream, digest) = digesting(
-        fetched.body,
-        algo,
-        Limits {
-            max_size: Some(state.cfg.image_size_cap),
-            expected_size: Some(size),
+        .await;
+    match taken {
+        Ok(_) => {}
+        Err(vela_db::DbError::NotFound) => {
+            return Err(DomainError::image_not_found(id.as_str()).into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(old) = stale {
+        super::import::bust(&state, &old).await;
+    }
+    state.importer.start_location(
+        task.id,
+        vela_import::LocationJob {
+            store,
+            value: LocationValue {
+                url,
+                metadata: Default::default(),
+                validation,
+            },
         },
     );
-    let (stream, check) = if check_algo != algo {
-        let (s, d) = digesting(stream, check_algo, Limits::default());
-        (s, Some(d))
-    } else {
-        (stream, None)
-    };
-    let mut stream = stream;
-    while let Some(chunk) = stream.next().await {
-        chunk.map_err(|e| {
-            ApiError::bad_request(format!("reading {}: {e}", redact_str(&location.url)))
-        })?;
-    }
-    let d = digest.finish().await?;
-    let checked = match check {
-        Some(c) => c.finish().await?.hash,
-        None => d.hash.clone(),
-    };
-    if let Some(want) = &v.validation.os_hash_value {
-        if !want.eq_ignore_ascii_case(&checked) {
-            return Err(ApiError::bad_request(format!(
-                "os_hash_value: ({want}) not matched with actual os_hash_value: ({checked})"
-            )));
-        }
-    }
-    state
-        .db
-        .update_image(id, true, |img| {
-            if img.deleted {
-                return Ok(());
-            }
-            img.checksum = Some(d.md5.clone());
-            img.os_hash_algo = Some(algo.name().to_owned());
-            img.os_hash_value = Some(d.hash.clone());
-            if img.status == ImageStatus::Importing {
-                img.locations = vec![location.clone()];
-                img.size = i64::try_from(d.size).ok();
-                img.set_status(ImageStatus::Active)?;
-            }
-            Ok(())
-        })
-        .await?;
-    tracing::info!(image_id = %id, url = %redact_str(&location.url), "location added");
-    Ok(())
+    Ok(StatusCode::ACCEPTED)
 }

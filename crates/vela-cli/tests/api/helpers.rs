@@ -299,6 +299,8 @@ pub struct TestApp {
     data_dir: Option<tempfile::TempDir>,
     database: Option<TestDatabase>,
     cluster: Option<ClusterInfo>,
+    /// The server's log file.
+    log: Option<PathBuf>,
 }
 
 /// What nodes of one cluster share.
@@ -306,6 +308,8 @@ pub struct TestApp {
 pub struct ClusterInfo {
     config: String,
     db_url: String,
+    /// Settings every node gets from the environment.
+    env: Vec<(String, String)>,
     /// The shared directory; images live in `root/images`.
     pub root: PathBuf,
 }
@@ -315,6 +319,18 @@ impl Drop for TestApp {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failed test shows the end of each server's log.
+        if std::thread::panicking() {
+            if let Some(log) = self
+                .log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!("---- server log {} (end)\n{}", self.url, tail.join("\n"));
+            }
         }
         if let Some(db) = self.database.take() {
             db.drop_database();
@@ -419,6 +435,7 @@ impl TestApp {
                 data_dir: None,
                 database: None,
                 cluster: None,
+                log: None,
             };
         }
         let dir = tempfile::tempdir().unwrap();
@@ -428,10 +445,11 @@ impl TestApp {
         let (child, url) = tokio::task::spawn_blocking({
             let dir = dir.path().to_owned();
             let db_url = database.as_ref().map(|d| d.url.clone());
-            move || start_child(&dir, config.as_deref(), db_url.as_deref())
+            move || start_child(&dir, config.as_deref(), db_url.as_deref(), &[])
         })
         .await
         .unwrap();
+        let log = Some(dir.path().join("stderr.log"));
         TestApp {
             url,
             client: make_client(),
@@ -441,6 +459,7 @@ impl TestApp {
             data_dir: Some(dir),
             database,
             cluster: None,
+            log,
         }
     }
 
@@ -463,14 +482,23 @@ impl TestApp {
             || format!("sqlite://{}/vela.sqlite", shared.path().display()),
             |d| d.url.clone(),
         );
-        let config = format!(
-            "{extra}\n[store]\npath = \"{}/images\"\n",
-            shared.path().display()
-        );
+        // The image directory and the staging area are shared by every node (through the
+        // environment, so that `extra` may have `[store]` and `[import]` tables of its own).
+        let env = vec![
+            (
+                "VELA_STORE__PATH".to_owned(),
+                format!("{}/images", shared.path().display()),
+            ),
+            (
+                "VELA_IMPORT__STAGING_PATH".to_owned(),
+                format!("{}/staging", shared.path().display()),
+            ),
+        ];
         let info = ClusterInfo {
-            config,
+            config: extra.to_owned(),
             db_url,
             root: shared.path().to_owned(),
+            env,
         };
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -487,11 +515,13 @@ impl TestApp {
     async fn start_node(info: &ClusterInfo) -> TestApp {
         let dir = info.root.join(format!("node-{}", &new_uuid()[..8]));
         std::fs::create_dir_all(&dir).unwrap();
-        let (config, db_url) = (info.config.clone(), info.db_url.clone());
-        let (child, url) =
-            tokio::task::spawn_blocking(move || start_child(&dir, Some(&config), Some(&db_url)))
-                .await
-                .unwrap();
+        let (config, db_url, env) = (info.config.clone(), info.db_url.clone(), info.env.clone());
+        let log = Some(dir.join("stderr.log"));
+        let (child, url) = tokio::task::spawn_blocking(move || {
+            start_child(&dir, Some(&config), Some(&db_url), &env)
+        })
+        .await
+        .unwrap();
         TestApp {
             url,
             client: make_client(),
@@ -501,6 +531,7 @@ impl TestApp {
             data_dir: None,
             database: None,
             cluster: Some(info.clone()),
+            log,
         }
     }
 
@@ -525,6 +556,7 @@ impl TestApp {
             .arg(&cfg)
             .args(args)
             .env("VELA_DATABASE__URL", &info.db_url)
+            .envs(info.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap();
         assert!(
@@ -747,7 +779,12 @@ impl TestApp {
     }
 }
 
-fn start_child(dir: &Path, config: Option<&str>, database_url: Option<&str>) -> (Child, String) {
+fn start_child(
+    dir: &Path,
+    config: Option<&str>,
+    database_url: Option<&str>,
+    env: &[(String, String)],
+) -> (Child, String) {
     let data_dir: PathBuf = dir.join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let stderr_path = dir.join("stderr.log");
@@ -764,6 +801,7 @@ fn start_child(dir: &Path, config: Option<&str>, database_url: Option<&str>) -> 
     if let Some(url) = database_url {
         cmd.env("VELA_DATABASE__URL", url);
     }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     // The suite speaks as personas through trusted identity headers (noauth) unless a test
     // configures an identity mode itself.
     if !config.is_some_and(|c| c.contains("mode =")) {
@@ -946,6 +984,47 @@ pub async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) 
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}"), dir)
+}
+
+/// A web server on `ip` (port 0) publishing `files` (name, bytes), with `/redirect?URL`
+/// answering 307 to URL; returns its base URL, the directory and the number of requests
+/// it received.
+pub async fn counting_server(
+    ip: &str,
+    files: &[(&str, &[u8])],
+) -> (
+    String,
+    tempfile::TempDir,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new()
+        .route(
+            "/redirect",
+            axum::routing::get(
+                |axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+                    axum::response::Redirect::temporary(&q.unwrap_or_default())
+                },
+            ),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(dir.path()))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                next.run(req)
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), dir, hits)
 }
 
 /// A web server that holds every request until [`HeldServer::release`] (or drop), then answers

@@ -7,48 +7,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::extract::RawQuery;
-use axum::response::Redirect;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::helpers::{expect_error, expect_json, md5_hex, test_data, Persona, TestApp, PATCH_V21};
-
-/// A web server on `ip` (port 0) publishing `files` (name, bytes), with `/redirect?URL`
-/// answering 307 to URL; returns its base URL, the directory and the number of requests
-/// it received.
-async fn counting_server(
-    ip: &str,
-    files: &[(&str, &[u8])],
-) -> (String, tempfile::TempDir, Arc<AtomicUsize>) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, data) in files {
-        std::fs::write(dir.path().join(name), data).unwrap();
-    }
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = axum::Router::new()
-        .route(
-            "/redirect",
-            axum::routing::get(|RawQuery(q): RawQuery| async move {
-                Redirect::temporary(&q.unwrap_or_default())
-            }),
-        )
-        .fallback_service(tower_http::services::ServeDir::new(dir.path()))
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                next.run(req)
-            },
-        ));
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), dir, hits)
-}
+use crate::helpers::{
+    counting_server, expect_error, expect_json, md5_hex, test_data, Persona, TestApp, PATCH_V21,
+};
 
 /// A web server on 127.0.0.1 publishing `files`; returns its base URL and the directory.
 async fn web_server(files: &[(&str, &[u8])]) -> (String, tempfile::TempDir) {
