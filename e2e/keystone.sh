@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keystone-mode interop: the real OpenStack CLI authenticates with a password at a real
-# Keystone, finds Vela in Keystone's catalog, and creates, lists, downloads and deletes an image;
-# Vela validates each token with Keystone.
+# Keystone, finds Vela in Keystone's catalog, and creates, lists, downloads and deletes an image,
+# and imports one (`openstack image create --import`); Vela validates each token with Keystone.
 #
 # Needs a Keystone from `scripts/keystone.sh start` (its exported KEYSTONE_* variables); starts
 # one itself (and stops it) when KEYSTONE_URL is not set.
@@ -86,6 +86,20 @@ refused() {   # refused PATTERN CMD...: CMD fails, saying PATTERN
 reader_cannot_create() { refused '403|forbidden' as alpha-reader alpha image create "ks-e2e-reader-$$"; }
 other_project_blind() { refused 'no image|not found|404' as beta-member beta image show "$ID"; }
 deleted() { as alpha-member alpha image delete "$ID" && ! as alpha-member alpha image show "$ID"; }
+imported() {   # image import (glance-direct: stage, then import) as a Keystone user
+  local id status="" deadline=$((SECONDS + 60))
+  id="$(as alpha-member alpha image create -f value -c id --import --disk-format raw \
+    --container-format bare --file "$WORK/image.bin" "ks-e2e-import-$$")"
+  [ -n "$id" ] || return 1
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    status="$(as alpha-member alpha image show -f value -c status "$id")" || return 1
+    [ "$status" = active ] && break
+    sleep 0.5
+  done
+  [ "$status" = active ] || { echo "image $id is $status after 60 s"; return 1; }
+  as alpha-member alpha image save --file "$WORK/import.bin" "$id" &&
+    cmp "$WORK/image.bin" "$WORK/import.bin" && as alpha-member alpha image delete "$id"
+}
 
 step "keystone: member creates an image (upload)" create
 step "keystone: member lists it" listed
@@ -94,5 +108,6 @@ step "keystone: reader of the project shows it" reader_reads
 step "keystone: reader may not create" reader_cannot_create
 step "keystone: another project does not see it" other_project_blind
 step "keystone: member deletes it" deleted
+step "keystone: member imports an image (glance-direct), downloads the same bytes" imported
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 [ "$FAIL" -eq 0 ]

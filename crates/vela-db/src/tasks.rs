@@ -323,12 +323,11 @@ impl Db {
         rows.iter().map(|r| text(r, "id")).collect()
     }
 
-    /// Soft-deletes tasks that expired before `now`; returns how many.
+    /// Removes tasks that expired before `now` (nothing shows them any more); returns how
+    /// many.
     pub async fn purge_expired_tasks(&self, now: Micros) -> Result<u64, DbError> {
-        let mut q = self.sql("UPDATE tasks SET deleted = 1, deleted_at = ");
-        q.bind(now)
-            .push(" WHERE deleted = 0 AND expires_at IS NOT NULL AND expires_at <= ")
-            .bind(now);
+        let mut q = self.sql("DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ");
+        q.bind(now);
         let done = sqlx::query_with(&q.text, q.args)
             .execute(&self.write)
             .await?;

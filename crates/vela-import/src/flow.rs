@@ -167,9 +167,33 @@ pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller, job: Job
         work: None,
         copy: is_copy(&task),
         first_digest: None,
+        restore: None,
     };
-    let outcome = match &job {
-        Job::Import => match plan(&imp, &task) {
+    // Wait for a turn (the lease is renewed meanwhile); a cancelled wait fails the task.
+    let turn = tokio::select! {
+        t = imp.inner.turns.clone().acquire_owned() => t.ok(),
+        _ = cancel.cancelled() => None,
+    };
+    let outcome = match (&job, turn.is_some()) {
+        (_, false) => Err(ImportError::Cancelled("the node stopped".into())),
+        (job, true) => run_job(&mut run, &imp, &task, job).await,
+    };
+    drop(turn);
+    heartbeat.abort();
+    run.finish(outcome).await;
+    if let Ok(mut running) = imp.inner.running.lock() {
+        running.remove(&task_id);
+    }
+}
+
+async fn run_job(
+    run: &mut Run,
+    imp: &Importer,
+    task: &Task,
+    job: &Job,
+) -> Result<ImageId, ImportError> {
+    match job {
+        Job::Import => match plan(imp, task) {
             Ok(p) => run.execute(&p).await.map(|_| p.image),
             Err(e) => Err(e),
         },
@@ -177,11 +201,6 @@ pub(crate) async fn run(imp: Importer, task_id: String, caller: Caller, job: Job
             Some(id) => run.execute_location(&id, l).await.map(|_| id),
             None => Err(ImportError::failed("The task names no image.")),
         },
-    };
-    heartbeat.abort();
-    run.finish(outcome).await;
-    if let Ok(mut running) = imp.inner.running.lock() {
-        running.remove(&task_id);
     }
 }
 
@@ -203,6 +222,52 @@ pub(crate) struct Run {
     /// The digest of the first data written (recorded at the end when every store must
     /// succeed).
     first_digest: Option<vela_store::digest::Digest>,
+    /// What glance-download changed on the image, undone if the run fails.
+    restore: Option<Restore>,
+}
+
+/// The image's own formats and properties that glance-download replaced with the remote
+/// image's, put back if the import fails (as Glance reverts its metadata step).
+#[derive(Debug, Clone, Default)]
+struct Restore {
+    disk_format: Option<String>,
+    container_format: Option<String>,
+    /// Each copied property and its former value (None: it was not set).
+    properties: Vec<(String, Option<String>)>,
+}
+
+impl Restore {
+    /// Copies the remote image's formats and properties onto `img`; returns how to undo it.
+    fn copy_onto(img: &mut Image, copied: Vec<(String, String)>) -> Restore {
+        let mut undo = Restore {
+            disk_format: img.disk_format.clone(),
+            container_format: img.container_format.clone(),
+            properties: Vec::new(),
+        };
+        for (k, v) in copied {
+            match k.as_str() {
+                "disk_format" => img.disk_format = Some(v),
+                "container_format" => img.container_format = Some(v),
+                _ => {
+                    let old = img.properties.insert(k.clone(), v);
+                    undo.properties.push((k, old));
+                }
+            }
+        }
+        undo
+    }
+
+    fn apply(self, img: &mut Image) {
+        img.disk_format = self.disk_format;
+        img.container_format = self.container_format;
+        // In reverse, so a name copied twice ends with its first former value.
+        for (k, old) in self.properties.into_iter().rev() {
+            match old {
+                Some(v) => img.properties.insert(k, v),
+                None => img.properties.remove(&k),
+            };
+        }
+    }
 }
 
 impl Run {
@@ -304,25 +369,24 @@ impl Run {
                     crate::remote::GlanceRemote::find(&self.imp, &self.caller, region, interface)
                         .await?;
                 let meta = remote.image(image_id).await?;
+                let expected = crate::remote::expected_data(&meta, image_id)?;
                 let props =
                     crate::remote::copied_properties(&meta, &self.imp.inner.cfg.remote_properties);
-                let (i, ()) = self
-                    .update(&p.image, |img, _| {
-                        for (k, v) in props {
-                            if k == "disk_format" {
-                                img.disk_format = Some(v);
-                            } else if k == "container_format" {
-                                img.container_format = Some(v);
-                            } else {
-                                img.properties.insert(k, v);
-                            }
-                        }
-                        Ok(())
-                    })
+                let (i, restore) = self
+                    .update(&p.image, |img, _| Ok(Restore::copy_onto(img, props)))
                     .await?;
                 img = i;
-                let (body, size) = remote.data(image_id).await?;
-                self.stage(&p.image, body, size).await?
+                // From here a failure puts the image's own formats and properties back.
+                self.restore = Some(restore);
+                let cap = self.imp.inner.cfg.image_size_cap;
+                if expected.size > cap {
+                    return Err(ImportError::failed(format!(
+                        "The remote image is larger than the largest image allowed ({cap} bytes)."
+                    )));
+                }
+                let (body, _) = remote.data(image_id).await?;
+                self.stage_checked(&p.image, body, Some(expected.size), Some(&expected))
+                    .await?
             }
             ImportMethod::CopyImage => {
                 let default = self.imp.inner.stores.default_store().id().to_owned();
@@ -384,10 +448,22 @@ impl Run {
         body: vela_store::ByteStream,
         size: Option<u64>,
     ) -> Result<Source, ImportError> {
+        self.stage_checked(image, body, size, None).await
+    }
+
+    /// [`Run::stage`], refusing data whose checksums are not the `expected` ones.
+    async fn stage_checked(
+        &mut self,
+        image: &ImageId,
+        body: vela_store::ByteStream,
+        size: Option<u64>,
+        expected: Option<&crate::remote::Expected>,
+    ) -> Result<Source, ImportError> {
         let staging = self.imp.inner.staging.clone();
         let body = cancellable(body, self.cancel.clone(), self.progress.clone());
         let opts = Options {
-            algo: None,
+            // Hashing is only needed to compare with what the source announced.
+            algo: expected.map(|e| e.algo.unwrap_or(self.imp.inner.cfg.hash_algo)),
             limits: Limits {
                 max_size: Some(self.imp.inner.cfg.image_size_cap),
                 expected_size: size,
@@ -397,6 +473,12 @@ impl Run {
         let got = ingest(staging.as_ref(), image.as_str(), body, opts)
             .await
             .map_err(|e| ImportError::failed(describe(&e)))?;
+        if let Some(e) = expected {
+            if let Err(m) = e.verify(&got.digest) {
+                let _ = staging.delete(&got.stored.location).await;
+                return Err(ImportError::failed(m));
+            }
+        }
         self.staged = Some(got.stored.location.clone());
         let loc = got.stored.location.clone();
         let size = got.digest.size;
@@ -638,6 +720,7 @@ impl Run {
         let copy = self.copy;
         let task_id = self.task.id.clone();
         let reason = reason.to_owned();
+        let restore = self.restore.take();
         let done = match image {
             Some(id) => self
                 .imp
@@ -649,6 +732,9 @@ impl Run {
                     }
                     t.set_status(TaskStatus::Failure, now, ttl)?;
                     t.message = reason.clone();
+                    if let (false, Some(r)) = (img.deleted, restore) {
+                        r.apply(img);
+                    }
                     put_back(img, &t.id, copy)?;
                     Ok(true)
                 })
@@ -709,5 +795,37 @@ pub(crate) fn describe(e: &IngestError) -> String {
     match e {
         IngestError::Body(b) => b.to_string(),
         IngestError::Store(s) => format!("Store error: {s}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_metadata_is_put_back() {
+        let mut img = Image::new(
+            ImageId::parse("6f1c8f3e-4d1e-4b8a-9c53-2f0c1a9e7b10").unwrap(),
+            None,
+            0,
+        );
+        img.disk_format = Some("qcow2".into());
+        img.container_format = Some("ovf".into());
+        img.properties.insert("os_distro".into(), "old".into());
+        img.properties.insert("mine".into(), "kept".into());
+        let before = img.clone();
+        let copied = vec![
+            ("disk_format".to_owned(), "raw".to_owned()),
+            ("container_format".to_owned(), "bare".to_owned()),
+            ("os_distro".to_owned(), "debian".to_owned()),
+            ("hw_disk_bus".to_owned(), "scsi".to_owned()),
+        ];
+        let undo = Restore::copy_onto(&mut img, copied);
+        assert_eq!(img.disk_format.as_deref(), Some("raw"));
+        assert_eq!(img.container_format.as_deref(), Some("bare"));
+        assert_eq!(img.properties["os_distro"], "debian");
+        assert_eq!(img.properties["hw_disk_bus"], "scsi");
+        undo.apply(&mut img);
+        assert_eq!(img, before);
     }
 }

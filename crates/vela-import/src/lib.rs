@@ -71,6 +71,8 @@ pub struct ImportConfig {
     pub work_dir: PathBuf,
     /// This node's name, recorded on the tasks it runs.
     pub node: String,
+    /// Tasks this node runs at once; more wait (claimed, their lease renewed) for a turn.
+    pub max_running: usize,
     /// The identity service (Keystone v3 URL) whose catalog `glance-download` looks up.
     pub identity_url: Option<String>,
 }
@@ -120,6 +122,8 @@ struct Inner {
     trusted: OutboundClient,
     /// Runs on this node, to cancel them when the node shuts down.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Turns to run (`max_running`).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Importer {
@@ -144,6 +148,7 @@ impl Importer {
         web: OutboundClient,
         trusted: OutboundClient,
     ) -> Self {
+        let cfg_turns = cfg.max_running.max(1);
         Importer {
             inner: Arc::new(Inner {
                 db,
@@ -153,6 +158,7 @@ impl Importer {
                 web,
                 trusted,
                 running: Mutex::new(HashMap::new()),
+                turns: Arc::new(tokio::sync::Semaphore::new(cfg_turns)),
             }),
         }
     }

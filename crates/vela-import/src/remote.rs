@@ -4,6 +4,7 @@
 use futures::TryStreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use vela_store::digest::{Digest, HashAlgo};
 use vela_store::outbound::OutboundError;
 use vela_store::ByteStream;
 
@@ -54,15 +55,18 @@ fn token_headers(token: &str) -> Result<HeaderMap, ImportError> {
     Ok(h)
 }
 
-/// The image endpoint for `region` and `interface` in a Keystone v3 catalog.
+/// The image endpoint for `region` (compared without case, as Glance does) and `interface`
+/// in a Keystone v3 catalog.
 pub(crate) fn image_endpoint(catalog: &Value, region: &str, interface: &str) -> Option<String> {
+    let same_region = |v: &Value| v.as_str().is_some_and(|r| r.eq_ignore_ascii_case(region));
     catalog["catalog"]
         .as_array()?
         .iter()
         .filter(|s| s["type"] == "image")
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
         .find(|e| {
-            (e["region_id"] == region || e["region"] == region) && e["interface"] == interface
+            (same_region(&e["region_id"]) || same_region(&e["region"]))
+                && e["interface"] == interface
         })
         .and_then(|e| {
             e["url"]
@@ -94,6 +98,64 @@ pub(crate) fn copied_properties(remote: &Value, prefixes: &[String]) -> Vec<(Str
         }
     }
     out
+}
+
+/// What the data of a remote image must be: its size and, when the remote image shows them,
+/// its checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Expected {
+    pub size: u64,
+    /// `checksum` (MD5).
+    pub md5: Option<String>,
+    /// `os_hash_algo`, when Vela knows it and the image has an `os_hash_value`.
+    pub algo: Option<HashAlgo>,
+    pub hash: Option<String>,
+}
+
+impl Expected {
+    /// Whether downloaded data (hashed with [`Expected::algo`]) is the remote image's.
+    pub(crate) fn verify(&self, got: &Digest) -> Result<(), String> {
+        let md5_ok = self
+            .md5
+            .as_ref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&got.md5));
+        let hash_ok = match (&self.algo, &self.hash) {
+            (Some(a), Some(h)) if *a == got.algo => h.eq_ignore_ascii_case(&got.hash),
+            _ => true,
+        };
+        if md5_ok && hash_ok {
+            Ok(())
+        } else {
+            Err("The data downloaded from the remote image does not match its checksum.".into())
+        }
+    }
+}
+
+/// The size and checksums the remote image announces. Like Glance, an image without a size
+/// is refused.
+pub(crate) fn expected_data(remote: &Value, id: &str) -> Result<Expected, ImportError> {
+    let size = remote["size"].as_u64().ok_or_else(|| {
+        ImportError::failed(format!(
+            "The size of the remote image {id} could not be determined."
+        ))
+    })?;
+    let text = |k: &str| {
+        remote[k]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let hash = text("os_hash_value");
+    let algo = hash
+        .as_ref()
+        .and_then(|_| text("os_hash_algo"))
+        .and_then(|a| HashAlgo::parse(&a));
+    Ok(Expected {
+        size,
+        md5: text("checksum"),
+        algo,
+        hash: algo.and(hash),
+    })
 }
 
 impl<'a> GlanceRemote<'a> {
@@ -204,6 +266,11 @@ mod tests {
             Some("http://a:9292")
         );
         assert_eq!(image_endpoint(&catalog, "R3", "public"), None);
+        // Regions compare without case, as in Glance.
+        assert_eq!(
+            image_endpoint(&catalog, "r2", "internal").as_deref(),
+            Some("http://b-int:9292")
+        );
         let remote = json!({"disk_format": "qcow2", "container_format": "bare", "hw_disk_bus": "scsi",
             "os_distro": "debian", "secret": "x", "os_glance_import_task": "t", "size": 5});
         let mut got = copied_properties(&remote, &["hw_".into(), "os_distro".into()]);
@@ -217,5 +284,35 @@ mod tests {
                 ("os_distro".to_owned(), "debian".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn expected_data_of_a_remote_image() {
+        assert!(expected_data(&json!({"status": "active"}), "x").is_err());
+        let remote = json!({"size": 3, "checksum": "900150983cd24fb0d6963f7d28e17f72",
+            "os_hash_algo": "sha256",
+            "os_hash_value": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"});
+        let e = expected_data(&remote, "x").unwrap();
+        assert_eq!((e.size, e.algo), (3, Some(HashAlgo::Sha256)));
+        let digest = |md5: &str, hash: &str| Digest {
+            size: 3,
+            md5: md5.into(),
+            algo: HashAlgo::Sha256,
+            hash: hash.into(),
+            head: Vec::new(),
+            inspection: None,
+        };
+        let (md5, hash) = (e.md5.clone().unwrap(), e.hash.clone().unwrap());
+        assert!(e.verify(&digest(&md5, &hash)).is_ok());
+        assert!(e.verify(&digest("00", &hash)).is_err());
+        assert!(e.verify(&digest(&md5, "00")).is_err());
+        // An algorithm Vela does not know, or no checksums at all: only the size counts.
+        let e = expected_data(
+            &json!({"size": 3, "os_hash_algo": "blake9",
+            "os_hash_value": "ff"}),
+            "x",
+        )
+        .unwrap();
+        assert_eq!((e.md5, e.algo, e.hash), (None, None, None));
     }
 }

@@ -60,6 +60,8 @@ pub struct ImportSection {
     pub plugins: Vec<String>,
     /// Hours a finished task is kept (Glance's `task_time_to_live`).
     pub task_time_to_live_hours: u64,
+    /// Imports one node runs at once; more wait their turn.
+    pub max_running: usize,
     /// glance-download: properties (names or name prefixes) copied from the remote image.
     pub glance_download_properties: Vec<String>,
     pub conversion: ConversionSection,
@@ -113,6 +115,7 @@ impl Default for ImportSection {
             work_dir: None,
             plugins: Vec::new(),
             task_time_to_live_hours: 48,
+            max_running: 4,
             glance_download_properties: ["hw_", "trait:", "os_distro", "os_secure_boot", "os_type"]
                 .iter()
                 .map(|s| (*s).to_owned())

@@ -255,6 +255,7 @@ fn importer(
         remote_properties: cfg.import.glance_download_properties.clone(),
         work_dir: cfg.work_dir(),
         node: format!("vela-{}", &uuid_like()),
+        max_running: cfg.import.max_running,
         identity_url: (cfg.auth.mode == "keystone").then(|| cfg.auth.keystone.auth_url.clone()),
     };
     let trusted =

@@ -2,6 +2,8 @@
 //! `KEYSTONE_URL` and the service credentials). Without `KEYSTONE_URL` these tests are skipped,
 //! unless `VELA_REQUIRE_KEYSTONE=1` (as in CI), which makes that a failure.
 
+mod glance_download;
+
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};

@@ -22,4 +22,5 @@ CREATE TABLE tasks (
 );
 CREATE INDEX ix_tasks_created ON tasks (created_at, id);
 CREATE INDEX ix_tasks_image ON tasks (image_id);
-CREATE INDEX ix_tasks_status ON tasks (status)
+CREATE INDEX ix_tasks_status ON tasks (status);
+CREATE INDEX ix_tasks_expires ON tasks (expires_at)
