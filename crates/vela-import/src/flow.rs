@@ -775,18 +775,9 @@ fn record_data(
     d: &vela_store::digest::Digest,
     copy: bool,
 ) -> Result<(), DomainError> {
-    if copy {
-        return Ok(());
+    if !copy {
+        d.record(img);
     }
-    img.size = i64::try_from(d.size).ok();
-    img.virtual_size = d
-        .inspection
-        .as_ref()
-        .and_then(|i| i.virtual_size)
-        .and_then(|v| i64::try_from(v).ok());
-    img.checksum = Some(d.md5.clone());
-    img.os_hash_algo = Some(d.algo.name().to_owned());
-    img.os_hash_value = Some(d.hash.clone());
     Ok(())
 }
 

@@ -147,18 +147,12 @@ impl Run {
             }
         }
         self.update(image, move |img, _| {
-            img.checksum = Some(d.md5.clone());
-            img.os_hash_algo = Some(algo.name().to_owned());
-            img.os_hash_value = Some(d.hash.clone());
             if img.status == ImageStatus::Importing {
                 img.locations = vec![location];
-                img.size = i64::try_from(d.size).ok();
-                img.virtual_size = d
-                    .inspection
-                    .as_ref()
-                    .and_then(|i| i.virtual_size)
-                    .and_then(|v| i64::try_from(v).ok());
+                d.record(img);
                 img.set_status(ImageStatus::Active)?;
+            } else {
+                d.record_checksums(img);
             }
             Ok(())
         })

@@ -164,6 +164,26 @@ pub struct Digest {
     pub inspection: Option<Inspection>,
 }
 
+impl Digest {
+    /// Records this data's size, virtual size and checksums on the image.
+    pub fn record(&self, img: &mut vela_domain::Image) {
+        img.size = i64::try_from(self.size).ok();
+        img.virtual_size = self
+            .inspection
+            .as_ref()
+            .and_then(|i| i.virtual_size)
+            .and_then(|v| i64::try_from(v).ok());
+        self.record_checksums(img);
+    }
+
+    /// Records only the checksums (`checksum`, `os_hash_algo`, `os_hash_value`).
+    pub fn record_checksums(&self, img: &mut vela_domain::Image) {
+        img.checksum = Some(self.md5.clone());
+        img.os_hash_algo = Some(self.algo.name().to_owned());
+        img.os_hash_value = Some(self.hash.clone());
+    }
+}
+
 /// How many leading bytes are kept in [`Digest::head`].
 pub const HEAD: usize = 4096;
 

@@ -245,18 +245,9 @@ fn record(
     got: &Ingested,
     target: Target,
 ) -> Result<(), DomainError> {
-    let d = &got.digest;
-    img.size = i64::try_from(d.size).ok();
     match target {
         Target::Image => {
-            img.virtual_size = d
-                .inspection
-                .as_ref()
-                .and_then(|i| i.virtual_size)
-                .and_then(|v| i64::try_from(v).ok());
-            img.checksum = Some(d.md5.clone());
-            img.os_hash_algo = Some(d.algo.name().to_owned());
-            img.os_hash_value = Some(d.hash.clone());
+            got.digest.record(img);
             img.locations = vec![ImageLocation {
                 store: store.id().to_owned(),
                 url: got.stored.location.clone(),
@@ -265,6 +256,7 @@ fn record(
             img.set_status(ImageStatus::Active)
         }
         Target::Staging => {
+            img.size = i64::try_from(got.digest.size).ok();
             img.upload_lease_until = None;
             img.properties
                 .insert(STAGED_DATA.to_owned(), got.stored.location.clone());

@@ -96,19 +96,48 @@ pub async fn import(
         }
     }
     let task = new_task(&ctx, &img, &req, &stores);
-    let (policy, task_id) = (state.policy.clone(), task.id.clone());
+    let busy = "Image is already being imported by another task";
+    lock_with_task(&state, &ctx, &id, &task, action, stale, busy, |img| {
+        req.check_image(img)
+    })
+    .await?;
+    tracing::info!(image_id = %id, task_id = %task.id, method = req.method.name(), ?stores, request_id = %ctx.request_id, "import accepted");
+    state.importer.start(
+        task.id,
+        Caller {
+            token: header_str(&headers, "x-auth-token"),
+            roles: ctx.roles.clone(),
+        },
+    );
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Takes the image's import lock for `task` and records the task, in one transaction:
+/// the policy (`action`) and `check` hold on the locked record, and the lock is still the one
+/// seen before (`stale`, a dead task's, or none; else 409 `busy`). A taken-over lock's task
+/// is failed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn lock_with_task(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &vela_domain::ImageId,
+    task: &Task,
+    action: Action,
+    stale: Option<String>,
+    busy: &str,
+    check: impl FnOnce(&Image) -> Result<(), DomainError>,
+) -> Result<(), ApiError> {
+    let policy = state.policy.clone();
     let taken = state
         .db
-        .create_task_for_image(&id, &task, |img| {
-            policy.enforce_on_image(action, &ctx, img)?;
-            req.check_image(img)?;
+        .create_task_for_image(id, task, |img| {
+            policy.enforce_on_image(action, ctx, img)?;
+            check(img)?;
             if img.properties.get(IMPORT_LOCK) != stale.as_ref() {
-                return Err(DomainError::Conflict(
-                    "Image is already being imported by another task".into(),
-                ));
+                return Err(DomainError::Conflict(busy.into()));
             }
             img.properties
-                .insert(IMPORT_LOCK.to_owned(), task_id.clone());
+                .insert(IMPORT_LOCK.to_owned(), task.id.clone());
             Ok(())
         })
         .await;
@@ -120,17 +149,9 @@ pub async fn import(
         Err(e) => return Err(e.into()),
     }
     if let Some(old) = stale {
-        bust(&state, &old).await;
+        bust(state, &old).await;
     }
-    tracing::info!(image_id = %id, task_id = %task.id, method = req.method.name(), ?stores, request_id = %ctx.request_id, "import accepted");
-    state.importer.start(
-        task.id,
-        Caller {
-            token: header_str(&headers, "x-auth-token"),
-            roles: ctx.roles.clone(),
-        },
-    );
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 fn new_task(ctx: &RequestContext, img: &Image, req: &ImportRequest, stores: &[String]) -> Task {

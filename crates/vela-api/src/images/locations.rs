@@ -343,34 +343,25 @@ pub async fn add(
         "loc_url": redact_str(&url),
         "validation_data": validation_json,
     }));
-    let (policy, task_id) = (state.policy.clone(), task.id.clone());
-    let taken = state
-        .db
-        .create_task_for_image(&id, &task, |img| {
-            policy.enforce_on_image(Action::AddImageLocation, &ctx, img)?;
-            if img.properties.get(IMPORT_LOCK) != stale.as_ref() {
-                return Err(DomainError::Conflict("Image has active task".into()));
-            }
+    super::import::lock_with_task(
+        &state,
+        &ctx,
+        &id,
+        &task,
+        Action::AddImageLocation,
+        stale,
+        "Image has active task",
+        |img| {
             if img.status != ImageStatus::Queued {
                 return Err(DomainError::Conflict(format!(
                     "It's not allowed to add locations if image status is {}.",
                     img.status.as_str()
                 )));
             }
-            img.properties.insert(IMPORT_LOCK.into(), task_id.clone());
             Ok(())
-        })
-        .await;
-    match taken {
-        Ok(_) => {}
-        Err(vela_db::DbError::NotFound) => {
-            return Err(DomainError::image_not_found(id.as_str()).into())
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if let Some(old) = stale {
-        super::import::bust(&state, &old).await;
-    }
+        },
+    )
+    .await?;
     state.importer.start_location(
         task.id,
         vela_import::LocationJob {

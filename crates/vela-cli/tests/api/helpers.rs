@@ -1214,3 +1214,23 @@ impl TestApp {
         }
     }
 }
+
+/// Runs a tool in `dir` (required: the test fails without it); its standard output.
+pub fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is required for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `qemu-img` in `dir` (Debian's qemu-utils; required).
+pub fn qemu_img(dir: &Path, args: &[&str]) {
+    run_tool(dir, "qemu-img", args);
+}

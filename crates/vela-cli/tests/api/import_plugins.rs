@@ -3,27 +3,10 @@
 //! injected properties. Vela-only configuration (Glance's plugins are configured in its own
 //! files).
 
-use std::path::Path;
-use std::process::Command;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{md5_hex, test_data, web_server, Persona, TestApp, OCTET};
-
-fn run(dir: &Path, program: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is required: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::helpers::{md5_hex, qemu_img, run_tool, test_data, web_server, Persona, TestApp, OCTET};
 
 fn config(plugins: &str, extra: &str) -> String {
     format!(
@@ -76,9 +59,8 @@ async fn conversion_turns_qcow2_into_raw_and_refuses_unsafe_data() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("disk.raw"), test_data(3 << 20)).unwrap();
-    run(
+    qemu_img(
         d,
-        "qemu-img",
         &[
             "convert",
             "-f",
@@ -89,14 +71,9 @@ async fn conversion_turns_qcow2_into_raw_and_refuses_unsafe_data() {
             "disk.qcow2",
         ],
     );
-    run(
+    qemu_img(d, &["resize", "-f", "qcow2", "disk.qcow2", "4M"]);
+    qemu_img(
         d,
-        "qemu-img",
-        &["resize", "-f", "qcow2", "disk.qcow2", "4M"],
-    );
-    run(
-        d,
-        "qemu-img",
         &[
             "convert",
             "-f",
@@ -126,9 +103,8 @@ async fn conversion_turns_qcow2_into_raw_and_refuses_unsafe_data() {
     assert_eq!(img["checksum"], md5_hex(&want), "{img}");
 
     // A qcow2 with a backing file never reaches qemu-img: the inspector refuses it.
-    run(
+    qemu_img(
         d,
-        "qemu-img",
         &[
             "create",
             "-f",
@@ -165,7 +141,7 @@ async fn decompression_unpacks_gzip_and_zip() {
     let d = dir.path();
     let data = test_data(2 << 20);
     std::fs::write(d.join("disk.raw"), &data).unwrap();
-    let gz = run(d, "gzip", &["-c", "disk.raw"]);
+    let gz = run_tool(d, "gzip", &["-c", "disk.raw"]);
     let (web, _dir) = web_server(&[("disk.raw.gz", &gz)]).await;
     let app = TestApp::spawn_with_config(&config("\"image_decompression\"", "")).await;
     if app.is_external() {

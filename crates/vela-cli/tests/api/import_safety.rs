@@ -3,14 +3,13 @@
 //! location added with validation data passes the format inspector. Vela-only (Glance 33
 //! fetches from private networks and never inspects locations).
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::helpers::{counting_server, expect_error, test_data, TestApp};
+use crate::helpers::{counting_server, expect_error, qemu_img, test_data, TestApp};
 
 fn filtering(networks: &[&str]) -> String {
     let nets: Vec<String> = networks.iter().map(|n| format!("\"{n}\"")).collect();
@@ -130,19 +129,6 @@ async fn web_download_refuses_internal_addresses_unless_allowed() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-}
-
-fn qemu_img(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("qemu-img is required (qemu-utils)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

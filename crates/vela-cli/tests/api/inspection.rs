@@ -4,14 +4,13 @@
 //! descriptors, QED), data that does not match the declared format, and safe ones whose
 //! `virtual_size` Glance reads from the header. Checked against Glance 33 (`scripts/glance.sh`).
 
-use std::path::Path;
-use std::process::Command;
-
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{expect_error, pseudo_random, spawn_import_app, web_server, TestApp};
+use crate::helpers::{
+    expect_error, pseudo_random, qemu_img, spawn_import_app, web_server, TestApp,
+};
 
 const MIB: u64 = 1 << 20;
 const SAFETY: &str = "Image failed safety checks";
@@ -20,19 +19,6 @@ const MEDIA_TYPE: &str =
     "The request media type application/octet-stream is not supported by this server.\n<br /><br />\n";
 /// The message of an import task whose data was refused.
 const TASK_FAILED: &str = "Task failed due to Internal Error";
-
-fn qemu_img(dir: &Path, args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("qemu-img is required for these tests (qemu-utils): {e}"));
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The test images, by name.
 struct Corpus {
