@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-4096}
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/vela-bench.XXXXXX)}
 cargo build --release --bin vela >/dev/null 2>&1
-BIN=target/release/vela
+BIN=${CARGO_TARGET_DIR:-target}/release/vela
 . "$(dirname "$0")/lib.sh"
 bench_bootstrap "$BIN" "$BENCH_DIR/data"
 STORE_HEADER=()

@@ -8,16 +8,21 @@
 #
 #   bash bench/import.sh                 # 4 GiB
 #   SIZE_MIB=1024 bash bench/import.sh
+#   BENCH_URL=http://127.0.0.1:9797 bash bench/import.sh   # the same against a running server
+#     without authentication, e.g. Glance 33 from
+#     `GLANCE_IMPORT_PLUGINS=image_conversion bash scripts/glance.sh start`
 #
 # Data lives in a temporary dir on the same disk as $BENCH_DIR (default: under /var/tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-4096}
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/vela-bench.XXXXXX)}
-cargo build --release --bin vela >/dev/null 2>&1
-BIN=target/release/vela
+BIN=${CARGO_TARGET_DIR:-target}/release/vela
 . "$(dirname "$0")/lib.sh"
-bench_bootstrap "$BIN" "$BENCH_DIR/data"
+if [ -z "${BENCH_URL:-}" ]; then
+  cargo build --release --bin vela >/dev/null 2>&1
+  bench_bootstrap "$BIN" "$BENCH_DIR/data"
+fi
 cat >"$BENCH_DIR/vela.toml" <<TOML
 [images]
 image_size_cap = $(((SIZE_MIB + 64) << 20))
@@ -51,13 +56,19 @@ with open(sys.argv[2], "wb") as f:
 qemu-img convert -f raw -O qcow2 "$BENCH_DIR/disk.raw" "$BENCH_DIR/disk.qcow2"
 sync
 
-"$BIN" --config "$BENCH_DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" \
-  >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
-PID=$!
-for _ in $(seq 100); do grep -q listening "$BENCH_DIR/out" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^vela listening on //p' "$BENCH_DIR/out")
-TOKEN=$(bench_token "$URL")
-rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' "/proc/$PID/status"; }
+if [ -n "${BENCH_URL:-}" ]; then
+  URL=$BENCH_URL
+  TOKEN=none
+  rss() { echo "n/a (external server)"; }
+else
+  "$BIN" --config "$BENCH_DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" \
+    >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
+  PID=$!
+  for _ in $(seq 100); do grep -q listening "$BENCH_DIR/out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^vela listening on //p' "$BENCH_DIR/out")
+  TOKEN=$(bench_token "$URL")
+  rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' "/proc/$PID/status"; }
+fi
 now() { date +%s.%N; }
 mbs() { python3 -c "print(f'{$1*1048576/($3-$2)/1e6:.0f} MB/s ({$3-$2:.1f} s)')"; }
 api() { curl -sf -H "X-Auth-Token: $TOKEN" "$@"; }
@@ -68,10 +79,16 @@ create() {
 }
 field() { api "$URL/v2/images/$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2'))"; }
 wait_active() {
+  # Done when the image is active and its newest task finished; a failed task stops.
   while :; do
-    case "$(field "$1" status)" in
-      active) return 0 ;;
-      queued) echo "import failed: $(api "$URL/v2/images/$1/tasks")" >&2; return 1 ;;
+    local task
+    task=$(api "$URL/v2/images/$1/tasks" | python3 -c '
+import json, sys
+tasks = json.load(sys.stdin)["tasks"]
+print(max(tasks, key=lambda t: t["created_at"])["status"] if tasks else "none")')
+    case "$task" in
+      failure) echo "import failed: $(api "$URL/v2/images/$1/tasks")" >&2; return 1 ;;
+      success) [ "$(field "$1" status)" = active ] && return 0 ;;
     esac
     sleep 0.2
   done

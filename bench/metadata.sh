@@ -13,7 +13,7 @@ IMAGES=${IMAGES:-100000}
 DURATION=${DURATION:-10}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --bin vela >/dev/null 2>&1
-BIN=target/release/vela
+BIN=${CARGO_TARGET_DIR:-target}/release/vela
 . "$(dirname "$0")/lib.sh"
 DB=${DB:-sqlite}
 DIR=$(mktemp -d /var/tmp/vela-meta.XXXXXX)

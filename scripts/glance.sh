@@ -28,7 +28,8 @@
 # Environment: GLANCE_PORT (default 9797), GLANCE_DIR (state; default
 # ${TMPDIR:-/tmp}/vela-glance-$GLANCE_PORT), GLANCE_VENV (default $REPO/.venv-glance; created when
 # missing), GLANCE_FILTERING=default (Glance's own web-download filtering instead: ports 80 and
-# 443 only, no loopback).
+# 443 only, no loopback), GLANCE_IMPORT_PLUGINS (e.g. `image_conversion`: import plugins, with
+# conversion to raw; used by `BENCH_URL=… bash bench/import.sh`).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -131,6 +132,15 @@ def filter_factory(global_conf, **local_conf):
     return wrap
 PY
   : >"$DIR/conf/glance-image-import.conf"
+  if [ -n "${GLANCE_IMPORT_PLUGINS:-}" ]; then
+    cat >"$DIR/conf/glance-image-import.conf" <<CONF
+[image_import_opts]
+image_import_plugins = [$(printf "'%s'," ${GLANCE_IMPORT_PLUGINS//,/ } | sed 's/,$//')]
+
+[image_conversion]
+output_format = raw
+CONF
+  fi
   cat >"$DIR/conf/glance-api.conf" <<CONF
 [DEFAULT]
 log_file = $DIR/glance-api.log

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use vela_store::digest::CHUNK;
 use vela_store::{ByteStream, Store};
 
 /// The data an import writes to its stores.
@@ -31,10 +30,9 @@ impl Source {
                 Ok((fetched.body, fetched.total_size))
             }
             Source::Local(path) => {
-                let file = tokio::fs::File::open(path).await?;
-                let size = file.metadata().await?.len();
-                let body = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).boxed();
-                Ok((body, size))
+                let file = tokio::fs::File::open(path).await?.into_std().await;
+                let size = file.metadata()?.len();
+                Ok((vela_store::fs::read_stream(file, 0, size), size))
             }
         }
     }

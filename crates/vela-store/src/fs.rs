@@ -12,9 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
-use tokio_util::io::ReaderStream;
 
 use crate::digest::CHUNK;
 use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
@@ -56,6 +54,51 @@ impl FsStore {
             _ => Err(foreign()),
         }
     }
+}
+
+/// Streams `len` bytes of `f` from `start`: a blocking thread reads CHUNK-sized buffers a
+/// few ahead of the consumer, so reading overlaps with whatever the stream feeds (hashing, a
+/// socket, another store).
+pub fn read_stream(mut f: std::fs::File, start: u64, len: u64) -> ByteStream {
+    use std::io::{Read, Seek};
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        if start > 0 {
+            if let Err(e) = f.seek(SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let mut buf = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                match f.read(&mut buf[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if got == 0 {
+                return;
+            }
+            buf.truncate(got);
+            left -= got as u64;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -223,7 +266,7 @@ impl Store for FsStore {
 
     async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
         let path = self.path_of(location)?;
-        let mut f = match tokio::fs::File::open(&path).await {
+        let f = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::NotFound(location.to_owned()))
@@ -232,13 +275,8 @@ impl Store for FsStore {
         };
         let total_size = f.metadata().await.map_err(StoreError::io)?.len();
         let body = match range {
-            None => ReaderStream::with_capacity(f, CHUNK).boxed(),
-            Some(r) => {
-                f.seek(SeekFrom::Start(r.start))
-                    .await
-                    .map_err(StoreError::io)?;
-                ReaderStream::with_capacity(f.take(r.len()), CHUNK).boxed()
-            }
+            None => read_stream(f.into_std().await, 0, total_size),
+            Some(r) => read_stream(f.into_std().await, r.start, r.len()),
         };
         Ok(Fetched { total_size, body })
     }
