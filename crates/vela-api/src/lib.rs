@@ -6,9 +6,11 @@
 
 pub mod auth;
 pub mod error;
+mod http_rules;
 pub mod identity;
 mod images;
 mod info;
+mod limits;
 mod schemas;
 mod tasks;
 mod versions;
@@ -35,6 +37,10 @@ pub struct ApiConfig {
     pub paging: Paging,
     /// Largest image accepted, in bytes (413 beyond).
     pub image_size_cap: u64,
+    /// Requests handled at once (503 beyond).
+    pub max_concurrent_requests: usize,
+    /// Largest JSON request body, bytes (413 beyond).
+    pub max_request_body: usize,
     /// `os_hash_algo` for new data.
     pub hash_algo: HashAlgo,
     /// Import methods advertised (`/v2/info/import`, `OpenStack-image-import-methods`).
@@ -158,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
         .route("/info/usage", get(info::usage))
+        .route_layer(axum::middleware::from_fn(http_rules::route_layer))
         .fallback(wire::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -174,6 +181,12 @@ pub fn router(state: AppState) -> Router {
     }
     let api = api
         .route("/healthcheck", get(|| async { "OK" }))
+        .fallback(wire::not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Limiter::new(&state.cfg),
+            limits::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             wire::layer,

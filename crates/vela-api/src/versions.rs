@@ -1,7 +1,7 @@
 //! Version discovery and URL version negotiation.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -15,13 +15,7 @@ const CURRENT: &str = "v2.17";
 fn document(h: &HeaderMap, public_endpoint: Option<&str>) -> serde_json::Value {
     let base = match public_endpoint {
         Some(p) => p.trim_end_matches('/').to_owned(),
-        None => {
-            let host = h
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
+        None => crate::wire::host_base(h),
     };
     let href = format!("{base}/v2/");
     let versions: Vec<_> = VERSIONS
@@ -59,8 +53,46 @@ fn accepted_prefix(seg: &str) -> bool {
     seg == "v2" || VERSIONS.contains(&seg)
 }
 
-/// Answers `/` and `/versions`, maps `/v2.N/…` onto `/v2/…`, and answers every other
-/// unversioned path with the version document, as Glance's version negotiation does.
+/// The media type prefix of Glance's `Accept`-header versioning.
+const VND: &str = "application/vnd.openstack.images-";
+
+/// Routes `req` below `/v2` to the API. HEAD is not served there (Glance answers it 405 with
+/// `Allow`, and the router would take it for GET), so it is routed as a method no route has.
+async fn route(mut req: Request, next: Next) -> Response {
+    let head = req.method() == Method::HEAD && req.uri().path().starts_with("/v2");
+    if head {
+        if let Ok(m) = Method::from_bytes(b"X-HEAD") {
+            *req.method_mut() = m;
+        }
+    }
+    let mut resp = next.run(req).await;
+    crate::wire::tidy_allow(&mut resp);
+    if head && resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        *resp.body_mut() = axum::body::Body::empty();
+    }
+    resp
+}
+
+fn rewrite(req: &mut Request, path: &str) {
+    let new = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    if let Ok(uri) = new.parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Answers `/` and `/versions`, maps `/v2.N/…` onto `/v2/…` (or, with an `Accept` of
+/// `application/vnd.openstack.images-v2.N`, `/…` onto `/v2/…`), redirects `/v2` to `/v2/`,
+/// and answers every other unversioned path with the version document, as Glance's version
+/// negotiation does.
 pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: Next) -> Response {
     let public = neg.public.as_deref();
     let path = req.uri().path().to_owned();
@@ -70,27 +102,48 @@ pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: N
     }
     if neg.identity && path == "/v3/" {
         // Keystone answers its version document with or without the slash.
-        if let Ok(uri) = "/v3".parse::<Uri>() {
-            *req.uri_mut() = uri;
-        }
+        rewrite(&mut req, "/v3");
     }
-    if first == "healthcheck" || first == "v2" || (neg.identity && first == "v3") {
-        let mut resp = next.run(req).await;
-        crate::wire::tidy_allow(&mut resp);
-        return resp;
+    if first == "healthcheck" || (neg.identity && first == "v3") {
+        return next.run(req).await;
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(version) = accept.strip_prefix(VND) {
+        if !accepted_prefix(version) {
+            return respond(StatusCode::MULTIPLE_CHOICES, req.headers(), public);
+        }
+        rewrite(&mut req, &format!("/v2{path}"));
+        return route(req, next).await;
+    }
+    if path == "/v2" {
+        let base = match public {
+            Some(p) => p.trim_end_matches('/').to_owned(),
+            None => crate::wire::host_base(req.headers()),
+        };
+        return (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, format!("{base}/v2/")),
+                (header::CONTENT_TYPE, "text/plain; charset=utf8".to_owned()),
+                (
+                    HeaderName::from_static(crate::wire::REQUEST_ID),
+                    crate::wire::request_id_for(req.headers()),
+                ),
+            ],
+        )
+            .into_response();
+    }
+    if first == "v2" {
+        return route(req, next).await;
     }
     if accepted_prefix(first) {
         let rest = &path[1 + first.len()..];
-        let new = match req.uri().query() {
-            Some(q) => format!("/v2{rest}?{q}"),
-            None => format!("/v2{rest}"),
-        };
-        if let Ok(uri) = new.parse::<Uri>() {
-            *req.uri_mut() = uri;
-        }
-        let mut resp = next.run(req).await;
-        crate::wire::tidy_allow(&mut resp);
-        return resp;
+        rewrite(&mut req, &format!("/v2{rest}"));
+        return route(req, next).await;
     }
     respond(StatusCode::MULTIPLE_CHOICES, req.headers(), public)
 }

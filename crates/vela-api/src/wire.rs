@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 use vela_domain::{format_timestamp, Image, ImageId, RequestContext};
 
 use crate::error::{render_into, ErrorInfo, RequestFacts};
@@ -18,10 +19,12 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-const REQUEST_ID: &str = "x-openstack-request-id";
+pub(crate) const REQUEST_ID: &str = "x-openstack-request-id";
 const MAX_REQUEST_ID: usize = 64;
 
-/// Assigns the request id and renders error bodies for the request's `Accept`.
+/// Assigns the request id, runs the request in a span that carries it (with the method,
+/// route, project and status; the route and project are recorded by inner layers), logs the
+/// request's end, and renders error bodies for the request's `Accept`.
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let facts = RequestFacts {
         method: req.method().clone(),
@@ -29,27 +32,43 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         content_type: header_str(req.headers(), header::CONTENT_TYPE.as_str()),
     };
     let incoming = header_str(req.headers(), REQUEST_ID);
-    let (request_id, mut resp) = match incoming {
-        Some(id) if id.len() > MAX_REQUEST_ID => (
-            format!("req-{}", uuid::Uuid::new_v4()),
-            ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!(
-                    "x-openstack-request-id should not be longer than {MAX_REQUEST_ID} characters"
-                ),
-            )
-            .into_response(),
-        ),
-        other => {
-            let id = match other {
-                Some(id) if id.starts_with("req-") => id,
-                Some(id) => format!("req-{id}"),
-                None => format!("req-{}", uuid::Uuid::new_v4()),
-            };
-            req.extensions_mut().insert(RequestId(id.clone()));
-            (id, next.run(req).await)
-        }
+    let too_long = incoming
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_REQUEST_ID);
+    let request_id = if too_long {
+        format!("req-{}", uuid::Uuid::new_v4())
+    } else {
+        request_id_from(incoming)
     };
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %req.method(),
+        route = tracing::field::Empty,
+        project = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let mut resp = if too_long {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("x-openstack-request-id should not be longer than {MAX_REQUEST_ID} characters"),
+        )
+        .into_response()
+    } else {
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        next.run(req).instrument(span.clone()).await
+    };
+    let status = resp.status().as_u16();
+    span.record("status", status);
+    let ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(ms, "request failed");
+        } else {
+            tracing::debug!(ms, "request done");
+        }
+    });
     if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
         render_into(&mut resp, &info.message, info.verbatim, &facts);
     } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
@@ -59,6 +78,19 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
+}
+
+fn request_id_from(incoming: Option<String>) -> String {
+    match incoming {
+        Some(id) if id.starts_with("req-") => id,
+        Some(id) => format!("req-{id}"),
+        None => format!("req-{}", uuid::Uuid::new_v4()),
+    }
+}
+
+/// The request id of a response made before [`layer`] runs: the caller's, if usable.
+pub(crate) fn request_id_for(h: &HeaderMap) -> String {
+    request_id_from(header_str(h, REQUEST_ID).filter(|id| id.len() <= MAX_REQUEST_ID))
 }
 
 /// Glance lists allowed methods as `GET, POST`; HEAD is implied by GET here and not listed.
@@ -94,6 +126,12 @@ pub fn base_url(state: &AppState, h: &HeaderMap) -> String {
     if let Some(p) = &state.cfg.public_endpoint {
         return p.trim_end_matches('/').to_owned();
     }
+    host_base(h)
+}
+
+/// `http://<Host>` (or the `X-Forwarded-Proto` scheme), for links when no public endpoint is
+/// configured.
+pub fn host_base(h: &HeaderMap) -> String {
     let host = header_str(h, header::HOST.as_str()).unwrap_or_else(|| "localhost".into());
     let proto = header_str(h, "x-forwarded-proto").unwrap_or_else(|| "http".into());
     format!("{proto}://{host}")

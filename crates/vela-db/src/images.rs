@@ -422,18 +422,66 @@ impl Db {
         rows.iter().map(|r| text(r, "url")).collect()
     }
 
+    /// Whether `scope` may see `img` (as Glance's image visibility: admins all, owners theirs,
+    /// everyone public and community images, members the shared images they belong to).
+    async fn visible_in(
+        &self,
+        conn: &mut AnyConnection,
+        img: &Image,
+        scope: &Scope,
+    ) -> Result<bool, DbError> {
+        if scope.is_admin || img.owner.is_none() {
+            return Ok(true);
+        }
+        let Some(project) = scope.project.as_deref() else {
+            return Ok(matches!(
+                img.visibility,
+                Visibility::Public | Visibility::Community
+            ));
+        };
+        if img.owner.as_deref() == Some(project) {
+            return Ok(true);
+        }
+        match img.visibility {
+            Visibility::Public | Visibility::Community => Ok(true),
+            Visibility::Private => Ok(false),
+            Visibility::Shared => {
+                let mut q = self
+                    .sql("SELECT 1 AS one FROM image_members WHERE deleted = 0 AND image_id = ");
+                q.bind(img.id.as_str().to_owned());
+                q.push(" AND member = ").bind(project.to_owned());
+                let row = sqlx::query_with(&q.text, q.args)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                Ok(row.is_some())
+            }
+        }
+    }
+
     /// One page of images visible in `scope` that match `q`.
     pub async fn list_images(&self, q: &ListQuery, scope: &Scope) -> Result<Vec<Image>, DbError> {
         let mut conn = self.read.acquire().await?;
         let marker = match &q.marker {
-            Some(id) => Some(self.fetch_one(&mut conn, id, false, false).await.map_err(
-                |e| match e {
-                    DbError::NotFound => DbError::Domain(DomainError::BadRequest(format!(
+            Some(id) => {
+                let invalid = || {
+                    DbError::Domain(DomainError::BadRequest(format!(
                         "Invalid marker. Image {id} could not be found."
-                    ))),
-                    other => other,
-                },
-            )?),
+                    )))
+                };
+                let m = self
+                    .fetch_one(&mut conn, id, false, false)
+                    .await
+                    .map_err(|e| match e {
+                        DbError::NotFound => invalid(),
+                        other => other,
+                    })?;
+                // An image the caller may not see is no marker: the answer (and the page
+                // after it) must not tell that it exists, nor where it sorts.
+                if !self.visible_in(&mut conn, &m, scope).await? {
+                    return Err(invalid());
+                }
+                Some(m)
+            }
             None => None,
         };
         let mut s = self.sql(&format!(

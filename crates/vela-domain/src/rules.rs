@@ -120,7 +120,21 @@ pub struct ImageRules {
     pub image_tag_quota: i64,
     /// Members per shared image; negative means unlimited.
     pub image_member_quota: i64,
+    /// Bytes of one custom property value (400 beyond).
+    pub max_property_value_bytes: usize,
+    /// Bytes of an image's name, tags and custom properties together (413 beyond).
+    pub max_image_metadata_bytes: usize,
+    /// Operations in one JSON-patch request (413 beyond).
+    pub max_patch_operations: usize,
 }
+
+/// Default of [`ImageRules::max_property_value_bytes`]: what a MariaDB `TEXT` column (Glance's
+/// property value column there) holds.
+pub const DEFAULT_MAX_PROPERTY_VALUE_BYTES: usize = 65_535;
+/// Default of [`ImageRules::max_image_metadata_bytes`].
+pub const DEFAULT_MAX_IMAGE_METADATA_BYTES: usize = 256 * 1024;
+/// Default of [`ImageRules::max_patch_operations`].
+pub const DEFAULT_MAX_PATCH_OPERATIONS: usize = 1000;
 
 impl Default for ImageRules {
     fn default() -> Self {
@@ -133,6 +147,9 @@ impl Default for ImageRules {
             image_property_quota: 128,
             image_tag_quota: 128,
             image_member_quota: 128,
+            max_property_value_bytes: DEFAULT_MAX_PROPERTY_VALUE_BYTES,
+            max_image_metadata_bytes: DEFAULT_MAX_IMAGE_METADATA_BYTES,
+            max_patch_operations: DEFAULT_MAX_PATCH_OPERATIONS,
         }
     }
 }
@@ -209,7 +226,25 @@ impl ImageRules {
                 py_repr(value)
             )));
         };
+        if s.len() > self.max_property_value_bytes {
+            return Err(DomainError::BadRequest(format!(
+                "Property '{key}' is too long: {} bytes, at most {} allowed.",
+                s.len(),
+                self.max_property_value_bytes
+            )));
+        }
         img.properties.insert(key.to_owned(), s.clone());
+        Ok(())
+    }
+
+    /// The patch operation count (413 beyond `max_patch_operations`).
+    pub fn check_patch_size(&self, operations: usize) -> Result<(), DomainError> {
+        if operations > self.max_patch_operations {
+            return Err(DomainError::TooLarge(format!(
+                "Too many patch operations: {operations}, at most {} allowed.",
+                self.max_patch_operations
+            )));
+        }
         Ok(())
     }
 
@@ -233,8 +268,23 @@ impl ImageRules {
                 self.image_tag_quota
             )));
         }
+        let bytes = metadata_bytes(img);
+        if bytes > self.max_image_metadata_bytes {
+            return Err(DomainError::TooLarge(format!(
+                "Image metadata is too large: {bytes} bytes, at most {} allowed.",
+                self.max_image_metadata_bytes
+            )));
+        }
         Ok(())
     }
+}
+
+/// The size of what a client writes on an image: name, tags and custom properties.
+fn metadata_bytes(img: &Image) -> usize {
+    let name = img.name.as_ref().map_or(0, String::len);
+    let tags: usize = img.tags.iter().map(String::len).sum();
+    let props: usize = img.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
+    name + tags + props
 }
 
 /// A tag must be a string of at most 255 characters.

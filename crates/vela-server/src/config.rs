@@ -298,6 +298,20 @@ pub struct ServerConfig {
     pub bind: String,
     /// Base URL clients should use in links (`Location`, version documents).
     pub public_endpoint: Option<String>,
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after the same time.
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers), bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Open client connections; beyond it new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Requests handled at once; beyond it requests get 503.
+    pub max_concurrent_requests: usize,
+    /// Seconds a request body may stall between two reads before the request fails.
+    pub body_idle_timeout_secs: u64,
+    /// Largest JSON request body, bytes (413 beyond; image data is bounded by
+    /// `images.image_size_cap` instead).
+    pub max_request_body_bytes: usize,
 }
 
 /// `[database]`
@@ -350,6 +364,12 @@ pub struct ImagesConfig {
     pub image_tag_quota: i64,
     /// Members per shared image (negative: unlimited).
     pub image_member_quota: i64,
+    /// Bytes of one custom property value (400 beyond).
+    pub max_property_value_bytes: usize,
+    /// Bytes of an image's name, tags and custom properties together (413 beyond).
+    pub max_image_metadata_bytes: usize,
+    /// Operations in one PATCH request (413 beyond).
+    pub max_patch_operations: usize,
     /// Import methods offered: `glance-direct`, `web-download`, `copy-image`,
     /// `glance-download` (Glance's default is the first three).
     pub enabled_import_methods: Vec<String>,
@@ -466,6 +486,12 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: "127.0.0.1:9292".into(),
             public_endpoint: None,
+            header_read_timeout_secs: 30,
+            max_header_bytes: 64 * 1024,
+            max_connections: 2048,
+            max_concurrent_requests: 512,
+            body_idle_timeout_secs: 60,
+            max_request_body_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -505,6 +531,9 @@ impl Default for ImagesConfig {
             image_property_quota: rules.image_property_quota,
             image_tag_quota: rules.image_tag_quota,
             image_member_quota: rules.image_member_quota,
+            max_property_value_bytes: rules.max_property_value_bytes,
+            max_image_metadata_bytes: rules.max_image_metadata_bytes,
+            max_patch_operations: rules.max_patch_operations,
             enabled_import_methods: ["glance-direct", "web-download", "copy-image"]
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -575,6 +604,23 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let srv = &self.server;
+        anyhow::ensure!(
+            srv.header_read_timeout_secs > 0 && srv.body_idle_timeout_secs > 0,
+            "server.header_read_timeout_secs and server.body_idle_timeout_secs must be positive"
+        );
+        anyhow::ensure!(
+            srv.max_connections > 0 && srv.max_concurrent_requests > 0,
+            "server.max_connections and server.max_concurrent_requests must be positive"
+        );
+        anyhow::ensure!(
+            srv.max_header_bytes >= 8192,
+            "server.max_header_bytes must be at least 8192"
+        );
+        anyhow::ensure!(
+            srv.max_request_body_bytes >= 64 * 1024,
+            "server.max_request_body_bytes must be at least 65536"
+        );
         anyhow::ensure!(
             matches!(
                 self.auth.property_protection_rule_format.as_str(),

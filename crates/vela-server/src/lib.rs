@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod identity_admin;
+mod serve;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use config::Config;
 /// A built, bound, not yet serving Vela.
 pub struct Application {
     listener: TcpListener,
+    limits: serve::Limits,
     router: axum::Router,
     db: Db,
     store: Stores,
@@ -462,6 +464,8 @@ impl Application {
                 max_limit: cfg.images.api_limit_max,
             },
             image_size_cap: cfg.images.image_size_cap,
+            max_concurrent_requests: cfg.server.max_concurrent_requests,
+            max_request_body: cfg.server.max_request_body_bytes,
             hash_algo,
             import_methods: cfg.images.enabled_import_methods.clone(),
             public_endpoint: cfg.server.public_endpoint.clone(),
@@ -477,6 +481,9 @@ impl Application {
                 image_property_quota: cfg.images.image_property_quota,
                 image_tag_quota: cfg.images.image_tag_quota,
                 image_member_quota: cfg.images.image_member_quota,
+                max_property_value_bytes: cfg.images.max_property_value_bytes,
+                max_image_metadata_bytes: cfg.images.max_image_metadata_bytes,
+                max_patch_operations: cfg.images.max_patch_operations,
             },
             inspection: Arc::new(cfg.image_format.rules()),
         };
@@ -494,20 +501,20 @@ impl Application {
         if let Some(id) = identity {
             state = state.with_identity(id);
         }
-        let router = vela_api::router(state).layer(
-            tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(
-                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG),
-                )
-                .on_response(
-                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
-                ),
-        );
+        let router = vela_api::router(state);
         let listener = TcpListener::bind(&cfg.server.bind)
             .await
             .with_context(|| format!("binding {}", cfg.server.bind))?;
+        let srv = &cfg.server;
+        let limits = serve::Limits {
+            header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
+            max_header_bytes: srv.max_header_bytes,
+            max_connections: srv.max_connections,
+            body_idle_timeout: Duration::from_secs(srv.body_idle_timeout_secs),
+        };
         Ok(Application {
             listener,
+            limits,
             router,
             db,
             store: stores,
@@ -588,8 +595,7 @@ impl Application {
                 }
             }
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        let served = serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving");
         sweeper.abort();

@@ -149,6 +149,9 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         },
     };
     ctx.admin = state.policy.is_admin(&ctx);
+    if let Some(project) = &ctx.project_id {
+        tracing::Span::current().record("project", project.as_str());
+    }
     // Glance's read-only (anonymous) context: every mutating call is a 403 up front.
     ctx.read_only |= ctx.is_anonymous();
     if ctx.read_only && !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -173,6 +176,8 @@ impl FromRequestParts<AppState> for Ctx {
             .get::<RequestContext>()
             .cloned()
             .map(Ctx)
-            .ok_or_else(|| ApiError::internal("route served without authentication"))
+            .ok_or_else(|| {
+                ApiError::internal(std::io::Error::other("route served without authentication"))
+            })
     }
 }

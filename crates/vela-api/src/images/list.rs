@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use vela_db::Scope;
-use vela_domain::list::ListQuery;
+use vela_domain::list::{Filter, ListQuery};
+use vela_domain::policy::protections::PropOp;
 use vela_domain::policy::{Action, Target};
 
 use crate::auth::Ctx;
@@ -50,7 +51,17 @@ pub async fn list(
         project: ctx.project_id.clone(),
         is_admin: ctx.is_admin(),
     };
-    let mut images = state.db.list_images(&query, &scope).await?;
+    // A filter on a property the caller may not read matches nothing: it must not tell which
+    // images carry the property, nor its values (Glance applies it regardless).
+    let unreadable = query.filters.iter().any(|f| {
+        matches!(f, Filter::Property(name, _)
+            if !state.policy.property_allowed(name, PropOp::Read, &ctx))
+    });
+    let mut images = if unreadable {
+        Vec::new()
+    } else {
+        state.db.list_images(&query, &scope).await?
+    };
     let last = images
         .last()
         .filter(|_| images.len() as i64 == query.limit)

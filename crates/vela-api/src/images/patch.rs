@@ -33,6 +33,7 @@ pub async fn patch(
     let id = image_id(&id)?;
     let doc = json_body(&body)?;
     let ops = patch::parse(&doc, dialect)?;
+    state.cfg.rules.check_patch_size(ops.len())?;
     if ops.iter().any(|op| op.path[0] == "locations") {
         let img = super::locations::patch_with_locations(&state, &ctx, &id, &ops, dialect).await?;
         return Ok(json_response(

@@ -582,6 +582,14 @@ impl TestApp {
     }
 
     /// The server's data directory (None for an external server).
+    /// What the server has logged so far (empty for an external server).
+    pub fn server_log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
     pub fn data_dir(&self) -> Option<&Path> {
         self.data_dir.as_ref().map(|d| d.path())
     }
@@ -879,13 +887,19 @@ pub async fn expect_error(resp: Response, status: StatusCode) -> String {
 }
 
 /// Reads one HTTP/1.1 response (30 s timeout).
-pub async fn read_response(s: &mut TcpStream, head_only: bool) -> std::io::Result<RawResponse> {
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(
+    s: &mut R,
+    head_only: bool,
+) -> std::io::Result<RawResponse> {
     tokio::time::timeout(Duration::from_secs(30), read_response_inner(s, head_only))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "response timeout"))?
 }
 
-async fn read_response_inner(s: &mut TcpStream, head_only: bool) -> std::io::Result<RawResponse> {
+async fn read_response_inner<R: tokio::io::AsyncRead + Unpin>(
+    s: &mut R,
+    head_only: bool,
+) -> std::io::Result<RawResponse> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
     let head_end = loop {

@@ -524,3 +524,34 @@ fn server_logs(app: &TestApp) -> String {
     }
     all
 }
+
+/// Log lines carry the request id the client saw (and the route and status), so a refused
+/// token or a 500 can be matched to a client's report.
+#[tokio::test]
+async fn logs_carry_the_request_id() {
+    let Some(app) = embedded("").await else {
+        return;
+    };
+    let rid = format!("req-{}", crate::helpers::new_uuid());
+    let resp = app
+        .send(
+            app.request(
+                Method::GET,
+                "/v2/images/ffffffff-ffff-ffff-ffff-ffffffffffff",
+            )
+            .header("x-auth-token", "not-a-token")
+            .header("x-openstack-request-id", &rid),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["x-openstack-request-id"], rid.as_str());
+    let log = app.server_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("token refused"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(line.contains(&rid), "{line}");
+    assert!(line.contains("method=GET"), "{line}");
+    // The token is never logged.
+    assert!(!log.contains("not-a-token"), "{log}");
+}

@@ -688,3 +688,47 @@ async fn list_filter_owner_and_persona_visibility() {
     let l = crate::helpers::expect_json(resp, StatusCode::OK).await;
     assert_eq!(ids_of(&l), [ids[4].clone(), ids[2].clone()]);
 }
+
+/// Another project's private image is no marker: the answer is the same as for an image that
+/// does not exist, so neither its existence nor its place in any sort order leaks.
+#[tokio::test]
+async fn marker_of_an_invisible_image_is_400() {
+    let app = TestApp::spawn().await;
+    if app.is_external() {
+        return; // needs two projects
+    }
+    let owner = Persona::member(&app.name("owner"));
+    let other = Persona::member(&app.name("other"));
+    let as_who = |who: &Persona, path: String| {
+        app.request(reqwest::Method::GET, &path)
+            .headers(who.headers())
+    };
+    let resp = app
+        .send(
+            app.request(reqwest::Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": "secret", "visibility": "private"})),
+        )
+        .await;
+    let img: Value = resp.json().await.unwrap();
+    let id = img["id"].as_str().unwrap();
+    let resp = app
+        .send(as_who(
+            &other,
+            format!("/v2/images?marker={id}&sort=name:asc"),
+        ))
+        .await;
+    let msg = expect_error(resp, StatusCode::BAD_REQUEST).await;
+    assert!(msg.contains("Invalid marker"), "{msg}");
+    let resp = app
+        .send(as_who(&other, format!("/v2/images?marker={}", new_uuid())))
+        .await;
+    let missing = expect_error(resp, StatusCode::BAD_REQUEST).await;
+    let missing_id = missing.split_whitespace().nth(3).unwrap().to_owned();
+    assert_eq!(msg.replace(id, "ID"), missing.replace(&missing_id, "ID"));
+    // Its owner pages past it as before.
+    let resp = app
+        .send(as_who(&owner, format!("/v2/images?marker={id}")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

@@ -59,7 +59,8 @@ impl PropertyProtections {
     /// regex or a permission mixing `@` and `!` (or naming several policies) is an error.
     pub fn new(sections: Vec<(String, [String; 4])>, format: RuleFormat) -> Result<Self, String> {
         let mut rules = vec![(
-            Regex::new("os_glance.*").map_err(|e| e.to_string())?,
+            // Anchored: only names that start with it are the service's.
+            Regex::new("^os_glance").map_err(|e| e.to_string())?,
             [Perm::Anyone, Perm::Anyone, Perm::Anyone, Perm::Anyone],
         )];
         for (pattern, perms) in sections {
@@ -167,6 +168,8 @@ mod tests {
         assert!(p.allows("x_other", PropOp::Read, &ctx(&["ADMIN"]), &policy));
         assert!(!p.allows("os_distro", PropOp::Read, &ctx(&["admin"]), &policy));
         assert!(p.allows("os_glance_x", PropOp::Update, &member, &policy));
+        // Only names starting with os_glance are the service's.
+        assert!(!p.allows("x_os_glance_y", PropOp::Read, &member, &policy));
     }
 
     #[test]
