@@ -4,14 +4,62 @@ use clap::{Args, Subcommand};
 use vela_server::config::Config;
 use vela_server::identity_admin as admin;
 
+/// Where a password comes from: a file or standard input, the environment, or (visible to
+/// other local users in `ps`) the command line.
+#[derive(Args)]
+pub struct PasswordArgs {
+    /// The password. It shows in `ps`: prefer --password-file or VELA_IDENTITY_PASSWORD.
+    #[arg(
+        long,
+        env = "VELA_IDENTITY_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
+    password: Option<String>,
+    /// Read the password from this file, or from standard input with `-` (its first line).
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for PasswordArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordArgs(***)")
+    }
+}
+
+impl PasswordArgs {
+    fn read(&self) -> anyhow::Result<String> {
+        use anyhow::Context;
+        let text = match (&self.password, &self.password_file) {
+            (Some(p), _) => return Ok(p.clone()),
+            (None, Some(path)) if path.as_os_str() == "-" => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from standard input")?;
+                line
+            }
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the password from {}", path.display()))?,
+            (None, None) => anyhow::bail!(
+                "give the password with --password-file PATH (or - for standard input), \
+                 VELA_IDENTITY_PASSWORD or --password"
+            ),
+        };
+        let password = text.lines().next().unwrap_or_default().to_owned();
+        anyhow::ensure!(!password.is_empty(), "the password is empty");
+        Ok(password)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum IdentityCommand {
     /// Create the standard roles (admin, member, reader, service), the admin project and the
     /// admin user with `admin` on that project and on the system. Run again to reset the
     /// admin's password.
     Bootstrap {
-        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long, default_value = "admin")]
         username: String,
         #[arg(long, default_value = "admin")]
@@ -51,8 +99,8 @@ pub enum UserCommand {
     /// Create a user; with --project it gets --role there (default: member).
     Create {
         name: String,
-        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long)]
         project: Option<String>,
         #[arg(long = "role")]
@@ -65,8 +113,8 @@ pub enum UserCommand {
     /// Set a new password (the user's earlier tokens stop working).
     SetPassword {
         user: String,
-        #[arg(long, env = "VELA_IDENTITY_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     List,
 }
@@ -106,7 +154,7 @@ pub enum RoleCommand {
 }
 
 pub async fn run(cfg: &Config, command: IdentityCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    vela_server::create_private_dir(&cfg.data_dir)?;
     let db = vela_server::open_db(cfg).await?;
     let out = run_on(&db, cfg, command).await;
     db.close().await;
@@ -120,6 +168,7 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
             username,
             project,
         } => {
+            let password = password.read()?;
             let (u, p) = admin::bootstrap(db, &username, &password, &project).await?;
             println!(
                 "user '{}' ({}) is admin of project '{}' ({}) and of the system",
@@ -156,6 +205,7 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
                 project,
                 mut roles,
             } => {
+                let password = password.read()?;
                 if project.is_some() && roles.is_empty() {
                     roles.push("member".into());
                 }
@@ -165,7 +215,7 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
             }
             UserCommand::Delete { user } => admin::delete_user(db, &user).await?,
             UserCommand::SetPassword { user, password } => {
-                admin::set_password(db, &user, &password).await?
+                admin::set_password(db, &user, &password.read()?).await?
             }
             UserCommand::List => {
                 for line in admin::describe_users(db).await? {

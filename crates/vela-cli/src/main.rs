@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Db {
             command: DbCommand::Migrate,
         } => {
-            std::fs::create_dir_all(&cfg.data_dir)?;
+            vela_server::create_private_dir(&cfg.data_dir)?;
             let db = vela_server::open_db(&cfg).await?;
             db.close().await;
             println!("database schema is at version {}", vela_db::SCHEMA_VERSION);
@@ -169,10 +169,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Identity { command } => identity::run(&cfg, command).await,
         Command::Config => {
+            // Passwords and keys are `Secret`s and print as ***; the database URL's
+            // password is masked here.
             let mut shown = cfg.clone();
-            if !shown.auth.keystone.password.is_empty() {
-                shown.auth.keystone.password = "***".into();
-            }
+            shown.database.url = shown.database.url.map(|u| vela_server::redact_str(&u));
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(())
         }

@@ -17,6 +17,7 @@ pub mod member;
 pub mod patch;
 pub mod policy;
 pub mod rules;
+pub mod secret;
 pub mod status;
 pub mod task;
 
@@ -24,6 +25,7 @@ pub use context::RequestContext;
 pub use error::DomainError;
 pub use image::{Image, ImageId, Visibility};
 pub use rules::ImageRules;
+pub use secret::Secret;
 pub use status::ImageStatus;
 
 /// Timestamps are kept as microseconds since the Unix epoch (UTC).

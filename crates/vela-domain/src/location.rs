@@ -305,9 +305,10 @@ impl Image {
                     old.sort_unstable();
                     new.sort_unstable();
                     if old != new {
+                        // (Without the URLs: they may hold credentials.)
                         return Err(bad(format!(
-                            "Original locations is not empty: {}",
-                            old.join(", ")
+                            "Original locations is not empty: {} location(s)",
+                            old.len()
                         )));
                     }
                     // Same URLs: only the metadata changes.

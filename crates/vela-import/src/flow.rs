@@ -414,8 +414,7 @@ impl Run {
 
         if !copy && !self.imp.inner.cfg.plugins.is_empty() {
             let work = self.imp.inner.cfg.work_dir.join(&self.task.id);
-            tokio::fs::create_dir_all(&work)
-                .await
+            vela_store::fs::create_private_dir(&work)
                 .map_err(|e| ImportError::failed(format!("scratch space: {e}")))?;
             self.work = Some(work.clone());
             let outcome = crate::plugins::run(
@@ -761,7 +760,7 @@ impl Run {
         for loc in std::mem::take(&mut self.written) {
             if let Ok(store) = self.imp.inner.stores.store_of(&loc.store) {
                 if let Err(e) = store.delete(&loc.url).await {
-                    tracing::warn!(task_id, location = %loc.url, error = %e, "could not remove data of a failed import");
+                    tracing::warn!(task_id, location = %vela_store::outbound::redact_str(&loc.url), error = %e, "could not remove data of a failed import");
                 }
             }
         }

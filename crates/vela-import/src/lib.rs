@@ -236,7 +236,7 @@ impl Importer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        tokio::fs::create_dir_all(dir).await
+        vela_store::fs::create_private_dir(dir)
     }
 
     /// Fails the tasks whose node stopped renewing their lease, and puts their images back.

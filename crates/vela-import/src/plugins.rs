@@ -189,8 +189,8 @@ async fn local(
         .open()
         .await
         .map_err(|e| failed(format!("Reading the data to import: {e}")))?;
-    let mut file = tokio::fs::File::create(&path)
-        .await
+    let mut file = vela_store::fs::create_private_file(&path)
+        .map(tokio::fs::File::from_std)
         .map_err(|e| failed(format!("scratch space: {e}")))?;
     let mut n = 0u64;
     use tokio::io::AsyncWriteExt;
@@ -222,7 +222,8 @@ fn copy_capped(
 ) -> Result<(), ImportError> {
     let mut w = std::io::BufWriter::with_capacity(
         1 << 20,
-        std::fs::File::create(out).map_err(|e| failed(format!("scratch space: {e}")))?,
+        vela_store::fs::create_private_file(out)
+            .map_err(|e| failed(format!("scratch space: {e}")))?,
     );
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

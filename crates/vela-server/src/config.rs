@@ -8,6 +8,7 @@ use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use vela_domain::Secret;
 
 /// The reserved store name of a shared staging area (as Glance's).
 pub const STAGING_STORE: &str = "os_glance_staging_store";
@@ -245,7 +246,7 @@ pub struct NamedStore {
     pub region: String,
     pub bucket: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: Secret,
     /// `s3`: object name prefix, e.g. `images/`.
     pub prefix: String,
     /// `s3`: `bucket.host` addressing instead of path style.
@@ -261,11 +262,11 @@ pub struct NamedStore {
     pub auth_version: Option<u8>,
     /// `swift` v1: user (`account:user`) and key.
     pub user: String,
-    pub key: String,
+    pub key: Secret,
     /// `swift` v3: Keystone user, password, project and domains (`Default`), and the catalog
     /// interface of the object-store endpoint (`public`).
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub project_name: String,
     pub user_domain_name: Option<String>,
     pub project_domain_name: Option<String>,
@@ -435,7 +436,7 @@ pub struct KeystoneSection {
     /// Sent to clients in `WWW-Authenticate` on 401; default `auth_url`.
     pub www_authenticate_uri: Option<String>,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
@@ -453,7 +454,7 @@ impl Default for KeystoneSection {
             auth_url: String::new(),
             www_authenticate_uri: None,
             username: "vela".into(),
-            password: String::new(),
+            password: Secret::default(),
             project_name: "service".into(),
             user_domain_name: "Default".into(),
             project_domain_name: "Default".into(),
@@ -726,6 +727,14 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vela.sqlite").display()))
     }
 
+    /// The database file when the database is SQLite (`sqlite://PATH[?options]`).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        let rest = url.strip_prefix("sqlite://")?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && !path.starts_with(':')).then(|| PathBuf::from(path))
+    }
+
     /// The staging directory (explicit, or `<data_dir>/staging`).
     pub fn staging_dir(&self) -> PathBuf {
         self.import
@@ -778,6 +787,7 @@ mod tests {
         assert_eq!(cfg.server.bind, "127.0.0.1:0");
         assert_eq!(cfg.database_url(), "sqlite:///tmp/x/vela.sqlite");
         assert_eq!(cfg.store_dir(), PathBuf::from("/tmp/x/images"));
+        assert_eq!(cfg.sqlite_path(), Some(PathBuf::from("/tmp/x/vela.sqlite")));
 
         // Environment beats the file; unrelated VELA_* variables are ignored.
         std::env::set_var("VELA_DATABASE__URL", "postgres://db/vela");

@@ -19,7 +19,7 @@ use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_import::{ImportConfig, Importer};
 use vela_store::digest::HashAlgo;
-use vela_store::fs::FsStore;
+use vela_store::fs::{create_private_file, looser_than_private, FsStore};
 use vela_store::http::{HttpConfig, HttpStore};
 use vela_store::object::{ObjectBackend, S3Config};
 use vela_store::outbound::{ClientOpts, FilterOpts, OutboundClient};
@@ -27,6 +27,10 @@ use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
 use vela_store::{Store, Stores};
 
 pub use config::Config;
+/// Creates a directory (and missing parents) readable by its owner only.
+pub use vela_store::fs::create_private_dir;
+/// A URL without its user and password, for logs and output.
+pub use vela_store::outbound::redact_str;
 
 /// A built, bound, not yet serving Vela.
 pub struct Application {
@@ -43,18 +47,44 @@ pub struct Application {
     scrub_delay: Duration,
 }
 
+/// Warns about the data directory, the SQLite file (it holds the token signing key and the
+/// password hashes) and the image directory when other local users may read them.
+fn warn_if_shared(cfg: &Config) {
+    let mut paths = vec![cfg.data_dir.clone()];
+    if let Some(file) = cfg.sqlite_path() {
+        paths.push(file);
+    }
+    paths.push(cfg.store_dir());
+    for path in paths {
+        if let Some(mode) = looser_than_private(&path) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "other local users may read this; `chmod go-rwx` it"
+            );
+        }
+    }
+}
+
 /// Opens the database named by the configuration and migrates it.
 pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     let url = cfg.database_url();
+    // A new SQLite file is created private (SQLite gives its journal files the same mode).
+    if let Some(file) = cfg.sqlite_path().filter(|f| !f.exists()) {
+        if let Some(dir) = file.parent() {
+            create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        create_private_file(&file).with_context(|| format!("creating {}", file.display()))?;
+    }
     let db = Db::connect(&DbOptions {
         url: url.clone(),
         max_connections: cfg.database.max_connections,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
     })
     .await
-    .with_context(|| format!("connecting to the database {url}"))?;
+    .with_context(|| format!("connecting to the database {}", redact_str(&url)))?;
     let version = db.migrate().await.context("migrating the database")?;
-    tracing::info!(%url, version, "database ready");
+    tracing::info!(url = %redact_str(&url), version, "database ready");
     Ok(db)
 }
 
@@ -172,7 +202,7 @@ async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result
             continue;
         }
         store.delete_listed(&obj).await?;
-        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced image data");
+        tracing::warn!(location = %redact_str(&obj.location), image_id = %obj.image_id, "removed unreferenced image data");
         report.removed += 1;
     }
     Ok(report)
@@ -207,7 +237,7 @@ pub async fn gc_staging(
             continue;
         }
         staging.delete_listed(&obj).await?;
-        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced staged data");
+        tracing::warn!(location = %redact_str(&obj.location), image_id = %obj.image_id, "removed unreferenced staged data");
         report.removed += 1;
     }
     Ok(report)
@@ -435,9 +465,10 @@ pub fn open_staging(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 impl Application {
     /// Prepares everything and binds the listener (`bind` may use port 0).
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&cfg.data_dir)
+        create_private_dir(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let db = open_db(&cfg).await?;
+        warn_if_shared(&cfg);
 
         let stores = open_stores(&cfg)?;
         let staging = open_staging(&cfg)?;

@@ -31,7 +31,7 @@ impl FsStore {
     /// Opens (and creates) the store directory.
     pub fn open(id: impl Into<String>, dir: impl AsRef<Path>) -> io::Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir.join(PARTIAL))?;
+        create_private_dir(&dir.join(PARTIAL))?;
         let dir = dir.canonicalize()?;
         Ok(FsStore { id: id.into(), dir })
     }
@@ -101,6 +101,47 @@ pub fn read_stream(mut f: std::fs::File, start: u64, len: u64) -> ByteStream {
     .boxed()
 }
 
+/// Creates `dir` and its missing parents readable by their owner only (0700; directories that
+/// exist keep their mode).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Creates (or truncates) a file only its owner may read and write (0600).
+pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// The permission bits of `path` when other local users may read, write or enter it (any
+/// group or other bit set); None when it is private or cannot be read.
+pub fn looser_than_private(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -156,7 +197,7 @@ fn write_file(
     mut rx: mpsc::Receiver<Bytes>,
     abort: &AtomicBool,
 ) -> io::Result<u64> {
-    let mut f = std::fs::File::create(tmp)?;
+    let mut f = create_private_file(tmp)?;
     let mut size = 0u64;
     let mut flushed = 0u64;
     let flusher = Flusher::start(&f)?;

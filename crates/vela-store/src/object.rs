@@ -27,7 +27,7 @@ pub struct S3Config {
     pub region: String,
     pub bucket: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: vela_domain::Secret,
     /// Object name prefix (e.g. `images/`).
     pub prefix: String,
     /// `bucket.host` URLs instead of `host/bucket` (path style, the default).
@@ -77,7 +77,7 @@ impl ObjectBackend {
             .with_region(&cfg.region)
             .with_bucket_name(&cfg.bucket)
             .with_access_key_id(&cfg.access_key)
-            .with_secret_access_key(&cfg.secret_key)
+            .with_secret_access_key(cfg.secret_key.expose())
             .with_allow_http(cfg.endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(cfg.virtual_hosted_style)
             .build()

@@ -27,13 +27,13 @@ pub enum SwiftAuth {
     V1 {
         auth_url: String,
         user: String,
-        key: String,
+        key: vela_domain::Secret,
     },
     /// Keystone v3 password auth; the storage URL is the catalog's `object-store` endpoint.
     Keystone {
         auth_url: String,
         username: String,
-        password: String,
+        password: vela_domain::Secret,
         project_name: String,
         user_domain_name: String,
         project_domain_name: String,
@@ -104,7 +104,7 @@ impl SwiftStore {
                     .http
                     .get(auth_url)
                     .header("x-auth-user", user)
-                    .header("x-auth-key", key)
+                    .header("x-auth-key", key.expose())
                     .send()
                     .await
                     .map_err(unavailable)?;
@@ -135,7 +135,7 @@ impl SwiftStore {
             } => {
                 let body = json!({"auth": {
                     "identity": {"methods": ["password"], "password": {"user": {
-                        "name": username, "password": password,
+                        "name": username, "password": password.expose(),
                         "domain": {"name": user_domain_name}}}},
                     "scope": {"project": {"name": project_name,
                         "domain": {"name": project_domain_name}}}}});

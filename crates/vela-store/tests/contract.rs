@@ -157,7 +157,7 @@ fn s3_config() -> Option<S3Config> {
         region: var("VELA_S3_REGION"),
         bucket: var("VELA_S3_BUCKET"),
         access_key: var("VELA_S3_ACCESS_KEY"),
-        secret_key: var("VELA_S3_SECRET_KEY"),
+        secret_key: var("VELA_S3_SECRET_KEY").into(),
         prefix: format!("contract-{}/", &image_id()[..8]),
         virtual_hosted_style: false,
         part_size: 5 << 20,
@@ -213,7 +213,7 @@ fn swift_config(prefix: &str) -> Option<SwiftConfig> {
     Some(swift_settings(SwiftAuth::V1 {
         auth_url,
         user: var("USER"),
-        key: var("KEY"),
+        key: var("KEY").into(),
     }))
 }
 
@@ -244,7 +244,7 @@ fn keystone_swift_config() -> Option<SwiftConfig> {
     Some(swift_settings(SwiftAuth::Keystone {
         auth_url: var("KEYSTONE_URL"),
         username: var("KEYSTONE_SERVICE_USER"),
-        password: var("KEYSTONE_SERVICE_PASSWORD"),
+        password: var("KEYSTONE_SERVICE_PASSWORD").into(),
         project_name: "service".into(),
         user_domain_name: "Default".into(),
         project_domain_name: "Default".into(),

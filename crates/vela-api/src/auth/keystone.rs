@@ -25,7 +25,7 @@ pub struct KeystoneConfig {
     /// Keystone's v3 endpoint, e.g. `http://keystone:5000/v3`.
     pub auth_url: String,
     pub username: String,
-    pub password: String,
+    pub password: vela_domain::Secret,
     pub project_name: String,
     pub user_domain_name: String,
     pub project_domain_name: String,
@@ -148,7 +148,7 @@ impl Keystone {
         let c = &self.cfg;
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "password": c.password,
+                "name": c.username, "password": c.password.expose(),
                 "domain": {"name": c.user_domain_name}}}},
             "scope": {"project": {"name": c.project_name,
                 "domain": {"name": c.project_domain_name}}}}});

@@ -425,7 +425,7 @@ pub async fn download(
             Ok(resp) => return Ok(resp),
             Err(Served::Client(e)) => return Err(e),
             Err(Served::Store(e)) => {
-                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "could not read image data; trying the next location");
+                tracing::warn!(image_id = %id, location = %vela_store::outbound::redact_str(&loc.url), error = %e, "could not read image data; trying the next location");
                 failed = Some(e);
             }
         }

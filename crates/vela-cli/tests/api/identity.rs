@@ -555,3 +555,46 @@ async fn logs_carry_the_request_id() {
     // The token is never logged.
     assert!(!log.contains("not-a-token"), "{log}");
 }
+
+/// Passwords can stay off the command line: from a file, or from standard input.
+#[tokio::test]
+async fn passwords_from_a_file_or_stdin() {
+    let Some(app) = embedded("").await else {
+        return;
+    };
+    populate(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "carol-pw\n").unwrap();
+    let path = file.to_str().unwrap();
+    app.run_vela(&[
+        "identity",
+        "user",
+        "create",
+        "carol",
+        "--password-file",
+        path,
+        "--project",
+        "alpha",
+    ]);
+    token_for(&app, "carol", "carol-pw", "alpha").await;
+    // `-` reads standard input; run_vela gives none, so the command must refuse an empty one.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vela"))
+        .args([
+            "identity",
+            "user",
+            "set-password",
+            "carol",
+            "--password-file",
+            "-",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the password is empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

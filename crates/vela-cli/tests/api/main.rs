@@ -28,6 +28,7 @@ mod matrix;
 mod patch;
 mod protections;
 mod schemas;
+mod secrets;
 mod server_limits;
 mod sharing;
 mod stores;
