@@ -15,6 +15,10 @@ use vela_domain::{format_timestamp, Image, ImageId, RequestContext};
 use crate::error::{render_into, ErrorInfo, RequestFacts};
 use crate::{ApiError, AppState};
 
+/// The address of the client connection (set by the server loop).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// The `x-openstack-request-id` of the current request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

@@ -96,6 +96,13 @@ pub async fn identity(cfg: &AuthConfig, db: &Db) -> anyhow::Result<Option<Arc<Id
         Duration::from_secs(cfg.token_ttl_secs.max(1)),
         Duration::from_secs(cfg.token_cache_secs),
         cfg.region.clone(),
+        vela_api::identity::throttle::ThrottleConfig {
+            window: Duration::from_secs(cfg.login_failure_window_secs.max(1)),
+            per_user: cfg.login_failures_per_user,
+            per_address: cfg.login_failures_per_address,
+            lockout_attempts: cfg.lockout_failure_attempts,
+            lockout: Duration::from_secs(cfg.lockout_duration_secs),
+        },
     )
     .await
     .context("cannot start the embedded identity service")?;

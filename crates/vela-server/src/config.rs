@@ -407,6 +407,19 @@ pub struct AuthConfig {
     pub token_cache_secs: u64,
     /// `embedded`: the region named in the service catalog.
     pub region: String,
+    /// `embedded`: seconds over which failed password logins are counted.
+    pub login_failure_window_secs: u64,
+    /// `embedded`: failed logins per user name in that window before further attempts get
+    /// 429 (0: no limit).
+    pub login_failures_per_user: u32,
+    /// `embedded`: failed logins per client address in that window before further attempts
+    /// get 429 (0: no limit).
+    pub login_failures_per_address: u32,
+    /// `embedded`: failed logins in a row that lock a user (Keystone's option of the same
+    /// name; 0: never).
+    pub lockout_failure_attempts: u32,
+    /// `embedded`: seconds a lock lasts.
+    pub lockout_duration_secs: u64,
     /// Let requests without a token through with no project and no roles (Glance's
     /// `allow_anonymous_access`). Glance's default rules grant such callers nothing; open
     /// public images to them with policy overrides (README, "Policy").
@@ -555,6 +568,11 @@ impl Default for AuthConfig {
             mode: "embedded".into(),
             token_ttl_secs: 3600,
             token_cache_secs: 5,
+            login_failure_window_secs: 60,
+            login_failures_per_user: 10,
+            login_failures_per_address: 30,
+            lockout_failure_attempts: 0,
+            lockout_duration_secs: 1800,
             region: "RegionOne".into(),
             allow_anonymous_access: false,
             policy_file: None,

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
+use vela_api::wire::ClientAddr;
 
 /// Connection-level limits (`[server]`).
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ pub async fn serve(
     let idle = limits.body_idle_timeout;
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -94,7 +95,8 @@ pub async fn serve(
             Ok(permit) => {
                 let router = router.clone();
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
+                    let mut req = req.map(|b| Body::new(TimeoutBody::new(idle, b)));
+                    req.extensions_mut().insert(ClientAddr(peer));
                     router.clone().oneshot(req)
                 });
                 let conn = graceful.watch(normal.serve_connection(io, svc));

@@ -10,9 +10,10 @@
 //! (`auth.token_cache_secs`); a revocation on one node reaches the others within that time.
 
 pub mod routes;
+pub mod throttle;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -201,7 +202,11 @@ pub struct Identity {
     cache: Mutex<HashMap<[u8; 32], (Resolved, Instant)>>,
     /// Password checks running at once: each takes argon2's 19 MiB and a core for a moment,
     /// so a burst of logins queues here instead of growing memory.
-    hashing: tokio::sync::Semaphore,
+    /// The permit moves into the hashing thread, so a client that goes away does not free a
+    /// slot while its hash still runs.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Failed-login counts and locks.
+    pub throttle: throttle::LoginThrottle,
     /// Checked for unknown users, so a login takes as long whether the user exists or not.
     decoy_hash: String,
     /// Region named in the catalog.
@@ -217,6 +222,7 @@ impl Identity {
         token_ttl: Duration,
         cache_ttl: Duration,
         region: String,
+        throttle: throttle::ThrottleConfig,
     ) -> Result<Self, DbError> {
         let key = db.signing_key(new_signing_key).await?.into_bytes();
         Ok(Identity {
@@ -226,9 +232,10 @@ impl Identity {
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
             decoy_hash: hash_password(&new_signing_key()).map_err(DbError::Config)?,
-            hashing: tokio::sync::Semaphore::new(
+            hashing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            )),
+            throttle: throttle::LoginThrottle::new(throttle),
             region,
         })
     }
@@ -242,12 +249,16 @@ impl Identity {
     pub async fn check_password(&self, password: String, hash: Option<String>) -> bool {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.decoy_hash.clone());
-        let Ok(_slot) = self.hashing.acquire().await else {
+        let Ok(slot) = self.hashing.clone().acquire_owned().await else {
             return false;
         };
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_password(&password, &hash);
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false);
         ok && known
     }
 

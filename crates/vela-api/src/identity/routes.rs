@@ -11,9 +11,10 @@ use axum::Router;
 use serde_json::{json, Value};
 use vela_db::identity::{Project, User};
 
+use super::throttle::Refusal;
 use super::{Identity, Resolved};
 use crate::auth::{request_token, AuthError};
-use crate::wire::base_url;
+use crate::wire::{base_url, ClientAddr};
 use crate::AppState;
 
 /// A Keystone-style error: always JSON.
@@ -218,6 +219,7 @@ async fn requested_scope(id: &Identity, auth: &Value, user: &User) -> Result<Sco
 async fn authenticate(
     id: &Identity,
     identity: &Value,
+    client: Option<std::net::IpAddr>,
 ) -> Result<(User, Vec<String>, Option<i64>), Response> {
     let methods: Vec<String> = identity
         .get("methods")
@@ -241,6 +243,25 @@ async fn authenticate(
         let key = str_field(u, "id")
             .or_else(|| str_field(u, "name"))
             .ok_or_else(|| bad_request("The password method needs a user id or name."))?;
+        let shown_client = client.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        match id.throttle.check(key, client) {
+            Ok(()) => {}
+            Err(Refusal::Locked) => {
+                tracing::warn!(user = %key, client = %shown_client, "login refused: user locked out");
+                return Err(unauthorized());
+            }
+            Err(Refusal::Throttled(wait)) => {
+                tracing::warn!(user = %key, client = %shown_client, "login refused: too many failures");
+                let mut resp = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed logins; try again later.",
+                );
+                if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return Err(resp);
+            }
+        }
         let user = match id.db().find_user(key).await {
             Ok(u) => u.filter(|u| u.enabled),
             Err(e) => return Err(db_error(e)),
@@ -248,9 +269,11 @@ async fn authenticate(
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let ok = id.check_password(password.to_owned(), hash).await;
         let Some(user) = user.filter(|_| ok) else {
-            tracing::info!("password authentication failed");
+            id.throttle.failed(key, client);
+            tracing::warn!(user = %key, client = %shown_client, "password authentication failed");
             return Err(unauthorized());
         };
+        id.throttle.succeeded(key);
         return Ok((user, vec!["password".into()], None));
     }
     if methods.iter().any(|m| m == "token") {
@@ -273,9 +296,11 @@ async fn issue(
     State(state): State<AppState>,
     axum::Extension(id): axum::Extension<Arc<Identity>>,
     headers: HeaderMap,
+    client: Option<axum::Extension<ClientAddr>>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let client = client.map(|c| c.0 .0.ip());
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("Expecting to find auth in the request body.");
     };
@@ -285,7 +310,7 @@ async fn issue(
     let Some(ident) = auth.get("identity") else {
         return bad_request("Expecting to find identity in auth.");
     };
-    let (user, methods, not_after) = match authenticate(&id, ident).await {
+    let (user, methods, not_after) = match authenticate(&id, ident, client).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };

@@ -582,6 +582,11 @@ impl TestApp {
     }
 
     /// The server's data directory (None for an external server).
+    /// The server process's id (None for an external server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// What the server has logged so far (empty for an external server).
     pub fn server_log(&self) -> String {
         self.log

@@ -598,3 +598,116 @@ async fn passwords_from_a_file_or_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Failed logins are counted per user (and per address): past the limit the user gets 429
+/// with Retry-After before any password is checked; other users are not affected. Failures
+/// are logged with the user name and client address, never the password.
+#[tokio::test]
+async fn failed_logins_are_throttled_and_logged() {
+    let Some(app) = embedded("login_failures_per_user = 3\n").await else {
+        return;
+    };
+    populate(&app);
+    let scope = project_scope("alpha");
+    for _ in 0..3 {
+        let (status, _, _) =
+            issue(&app, &password_auth("alice", "wrong-pw-xyz", scope.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let resp = app
+        .post_json(
+            "/v3/auth/tokens",
+            &password_auth("alice", "alice-pw", scope.clone()),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    token_for(&app, "admin", "admin-pw", "admin").await;
+    let log = app.server_log();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("password authentication failed"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{log}");
+    assert!(
+        failed[0].contains("user=alice") && failed[0].contains("client=127.0.0.1"),
+        "{}",
+        failed[0]
+    );
+    assert!(!log.contains("wrong-pw-xyz"), "{log}");
+}
+
+/// Keystone's lockout: failures in a row lock the user for a while, right password or not.
+#[tokio::test]
+async fn lockout_after_failures_in_a_row() {
+    let Some(app) = embedded(
+        "login_failures_per_user = 0\nlockout_failure_attempts = 2\nlockout_duration_secs = 2\n",
+    )
+    .await
+    else {
+        return;
+    };
+    populate(&app);
+    let scope = project_scope("alpha");
+    for _ in 0..2 {
+        let (status, _, _) = issue(&app, &password_auth("alice", "nope", scope.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = issue(&app, &password_auth("alice", "alice-pw", scope.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    token_for(&app, "alice", "alice-pw", "alpha").await;
+}
+
+/// 200 wrong-password logins at once (no throttling, so each is hashed): memory stays
+/// bounded (argon2 runs a few at a time) and other requests are still answered.
+#[tokio::test]
+async fn login_flood_keeps_memory_bounded() {
+    let Some(app) = embedded("login_failures_per_user = 0\nlogin_failures_per_address = 0\n").await
+    else {
+        return;
+    };
+    populate(&app);
+    let token = token_for(&app, "alice", "alice-pw", "alpha").await;
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = app.url("/v3/auth/tokens");
+            let body = password_auth(&format!("user{i}"), "wrong", None);
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    // While they run, the API answers.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        status_with(&app, "/v2/images", &token).await,
+        StatusCode::OK
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    for f in flood {
+        assert_eq!(f.await.unwrap().unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", app.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
+}
