@@ -3,7 +3,7 @@
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET]
 #
-# Targets: inspect (vela-inspect on arbitrary bytes), policy_rule, json_patch, list_query
+# Targets: inspect (vela-inspect on arbitrary bytes), policy_rule, json_patch, list_query, range
 # (vela-domain's parsers). Each starts from its committed seed corpus, fuzz/corpus/<target>;
 # new inputs go to a scratch directory, so the committed files never grow. A crash, a failed
 # assertion, a timeout or an out-of-memory stops with a non-zero exit; the reproducer is in
@@ -18,7 +18,7 @@ SECONDS_PER_TARGET="${1:-30}"
 case "$SECONDS_PER_TARGET" in
   '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;;
 esac
-TARGETS=(inspect policy_rule json_patch list_query)
+TARGETS=(inspect policy_rule json_patch list_query range)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -134,11 +134,43 @@ pub fn base_url(state: &AppState, h: &HeaderMap) -> String {
 }
 
 /// `http://<Host>` (or the `X-Forwarded-Proto` scheme), for links when no public endpoint is
-/// configured.
+/// configured. The client chooses these headers, so only a plain `host[:port]` and `http` or
+/// `https` are used (`localhost` and `http` otherwise): a link never carries a path, a user
+/// part or markup a client slipped in. Set `server.public_endpoint` to stop trusting them.
 pub fn host_base(h: &HeaderMap) -> String {
-    let host = header_str(h, header::HOST.as_str()).unwrap_or_else(|| "localhost".into());
-    let proto = header_str(h, "x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = header_str(h, header::HOST.as_str())
+        .filter(|v| plain_host(v))
+        .unwrap_or_else(|| "localhost".into());
+    let proto = match header_str(h, "x-forwarded-proto").as_deref() {
+        Some("https") => "https",
+        _ => "http",
+    };
     format!("{proto}://{host}")
+}
+
+/// `name[:port]`, `a.b.c.d[:port]` or `[v6][:port]`.
+fn plain_host(v: &str) -> bool {
+    let digits = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit());
+    if let Some(rest) = v.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let v6_ok = !v6.is_empty()
+            && v6
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+        return v6_ok && (after.is_empty() || after.strip_prefix(':').is_some_and(digits));
+    }
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (v, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+    host_ok && port.is_none_or(digits)
 }
 
 /// Parses an image id from the path; a malformed id is simply not found.
@@ -259,4 +291,39 @@ pub fn location_json(
         metadata.insert("store".into(), l.store.clone().into());
     }
     serde_json::json!({"url": l.url, "metadata": metadata})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_hosts_make_links() {
+        for ok in [
+            "glance.example.com",
+            "glance:9292",
+            "10.0.0.1:9292",
+            "[::1]:9292",
+            "[fe80::1]",
+        ] {
+            assert!(plain_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.com/phish?",
+            "user@evil.com",
+            "a b",
+            "<script>",
+            "host:99999a",
+            "[::1]x",
+            "[]",
+            "host:",
+        ] {
+            assert!(!plain_host(bad), "{bad}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("evil.com/x?"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("javascript"));
+        assert_eq!(host_base(&h), "http://localhost");
+    }
 }

@@ -16,6 +16,7 @@ pub mod location;
 pub mod member;
 pub mod patch;
 pub mod policy;
+pub mod range;
 pub mod rules;
 pub mod secret;
 pub mod status;

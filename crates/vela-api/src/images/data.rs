@@ -16,6 +16,7 @@ use futures::TryStreamExt;
 use vela_domain::image::ImageLocation;
 use vela_domain::import::STAGED_DATA;
 use vela_domain::policy::Action;
+use vela_domain::range::{self, RangeError, RangeSpec};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus};
 use vela_store::digest::{FormatCheck, Limits, Options};
 use vela_store::ingest::{ingest, IngestError, Ingested};
@@ -323,54 +324,22 @@ async fn receive(
     }
 }
 
-/// A parsed `Range` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RangeSpec {
-    FromTo(u64, Option<u64>),
-    Suffix(u64),
-}
-
 fn range_error(size: u64, msg: &str) -> ApiError {
     ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, msg.to_owned())
         .with_header(header::CONTENT_RANGE, &format!("bytes */{size}"))
 }
 
-/// Parses `bytes=a-b`, `bytes=a-`, `bytes=-n` (one range only).
+/// Parses a `Range` header, refused in Glance's words.
 fn parse_range(v: &str) -> Result<RangeSpec, ApiError> {
-    let spec = v
-        .trim()
-        .strip_prefix("bytes=")
-        .or_else(|| v.trim().strip_prefix("bytes "))
-        .ok_or_else(|| range_error(0, "Invalid Range header."))?;
-    let spec = spec.split('/').next().unwrap_or("");
-    if spec.contains(',') {
-        return Err(ApiError::bad_request("Multiple ranges are not supported."));
-    }
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| range_error(0, "Invalid Range header."))?;
-    let num = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| range_error(0, "Invalid Range header."))
-    };
-    match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => Ok(RangeSpec::Suffix(num(b)?)),
-        (false, true) => Ok(RangeSpec::FromTo(num(a)?, None)),
-        (false, false) => {
-            let (a, b) = (num(a)?, num(b)?);
-            if b < a {
-                return Err(range_error(0, "Invalid Range header."));
-            }
-            Ok(RangeSpec::FromTo(a, Some(b)))
-        }
-        (true, true) => Err(range_error(0, "Invalid Range header.")),
-    }
+    range::parse_range(v).map_err(|e| match e {
+        RangeError::Multiple => ApiError::bad_request("Multiple ranges are not supported."),
+        _ => range_error(0, "Invalid Range header."),
+    })
 }
 
 /// Resolves a range against the object size.
-fn resolve(spec: RangeSpec, size: u64) -> Result<ByteRange, ApiError> {
-    let invalid_start = || {
+fn resolve(spec: &RangeSpec, size: u64) -> Result<ByteRange, ApiError> {
+    let (start, end) = range::resolve(spec, size).map_err(|_| {
         range_error(
             size,
             &format!(
@@ -378,25 +347,8 @@ fn resolve(spec: RangeSpec, size: u64) -> Result<ByteRange, ApiError> {
                 size.saturating_sub(1)
             ),
         )
-    };
-    match spec {
-        RangeSpec::FromTo(start, end) => {
-            if start >= size {
-                return Err(invalid_start());
-            }
-            let end = end.map_or(size - 1, |e| e.min(size - 1));
-            Ok(ByteRange { start, end })
-        }
-        RangeSpec::Suffix(n) => {
-            if n == 0 || size == 0 {
-                return Err(invalid_start());
-            }
-            Ok(ByteRange {
-                start: size.saturating_sub(n),
-                end: size - 1,
-            })
-        }
-    }
+    })?;
+    Ok(ByteRange { start, end })
 }
 
 /// Sends image data, whole or one range.
@@ -460,7 +412,7 @@ async fn serve_location(
         None => store.size(&loc.url).await.map_err(Served::Store)?,
     };
     let range = match requested {
-        Some(r) => Some(resolve(r.clone(), size).map_err(Served::Client)?),
+        Some(r) => Some(resolve(r, size).map_err(Served::Client)?),
         None => None,
     };
     let fetched = store.get(&loc.url, range).await.map_err(Served::Store)?;
@@ -492,49 +444,4 @@ async fn serve_location(
         }
     }
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(
-            parse_range("bytes=0-9").unwrap(),
-            RangeSpec::FromTo(0, Some(9))
-        );
-        assert_eq!(parse_range("bytes=5-").unwrap(), RangeSpec::FromTo(5, None));
-        assert_eq!(parse_range("bytes=-3").unwrap(), RangeSpec::Suffix(3));
-        assert_eq!(
-            parse_range("bytes 2-4/10").unwrap(),
-            RangeSpec::FromTo(2, Some(4))
-        );
-        assert_eq!(
-            parse_range("bytes=0-1,3-4").unwrap_err().status,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            parse_range("bytes=x-").unwrap_err().status,
-            StatusCode::RANGE_NOT_SATISFIABLE
-        );
-        assert_eq!(
-            parse_range("items=0-1").unwrap_err().status,
-            StatusCode::RANGE_NOT_SATISFIABLE
-        );
-        assert_eq!(
-            resolve(RangeSpec::FromTo(0, Some(99)), 10).unwrap(),
-            ByteRange { start: 0, end: 9 }
-        );
-        assert_eq!(
-            resolve(RangeSpec::Suffix(3), 10).unwrap(),
-            ByteRange { start: 7, end: 9 }
-        );
-        assert_eq!(
-            resolve(RangeSpec::Suffix(30), 10).unwrap(),
-            ByteRange { start: 0, end: 9 }
-        );
-        assert!(resolve(RangeSpec::FromTo(10, None), 10).is_err());
-        assert!(resolve(RangeSpec::Suffix(0), 10).is_err());
-    }
 }

@@ -10,6 +10,7 @@
 
 mod helpers;
 
+mod abuse;
 mod cluster;
 mod data;
 mod errors;
