@@ -202,9 +202,11 @@ pub struct Identity {
     cache: Mutex<HashMap<[u8; 32], (Resolved, Instant)>>,
     /// Password checks running at once: each takes argon2's 19 MiB and a core for a moment,
     /// so a burst of logins queues here instead of growing memory.
-    /// The permit moves into the hashing thread, so a client that goes away does not free a
-    /// slot while its hash still runs.
-    hashing: Arc<tokio::sync::Semaphore>,
+    /// Password checks run on a few dedicated threads (each check takes argon2's 19 MiB and
+    /// a core for a moment): a burst of logins queues instead of growing memory, a client
+    /// that goes away does not stop (or free the place of) a check already running, and the
+    /// hash memory stays in those threads' allocator arenas.
+    hashing: PasswordCheckers,
     /// Failed-login counts and locks.
     pub throttle: throttle::LoginThrottle,
     /// Checked for unknown users, so a login takes as long whether the user exists or not.
@@ -214,6 +216,50 @@ pub struct Identity {
 }
 
 type HmacSha256 = Hmac<Sha256>;
+
+type PasswordCheck = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// A fixed set of threads that verify passwords, fed through a bounded queue.
+struct PasswordCheckers {
+    queue: tokio::sync::mpsc::Sender<PasswordCheck>,
+}
+
+impl PasswordCheckers {
+    /// Checks waiting beyond the running ones (then callers wait to enqueue).
+    const QUEUE: usize = 256;
+
+    fn start(threads: usize) -> Self {
+        let (queue, rx) = tokio::sync::mpsc::channel::<PasswordCheck>(Self::QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vela-password-{i}"))
+                .spawn(move || loop {
+                    let next = match rx.lock() {
+                        Ok(mut rx) => rx.blocking_recv(),
+                        Err(_) => None,
+                    };
+                    let Some((password, hash, reply)) = next else {
+                        return;
+                    };
+                    let _ = reply.send(verify_password(&password, &hash));
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password-checking thread");
+            }
+        }
+        PasswordCheckers { queue }
+    }
+
+    async fn check(&self, password: String, hash: String) -> bool {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.queue.send((password, hash, reply)).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
 
 impl Identity {
     /// The service over `db`, with its signing key (created on first start).
@@ -232,9 +278,9 @@ impl Identity {
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
             decoy_hash: hash_password(&new_signing_key()).map_err(DbError::Config)?,
-            hashing: Arc::new(tokio::sync::Semaphore::new(
+            hashing: PasswordCheckers::start(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            ),
             throttle: throttle::LoginThrottle::new(throttle),
             region,
         })
@@ -249,16 +295,7 @@ impl Identity {
     pub async fn check_password(&self, password: String, hash: Option<String>) -> bool {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.decoy_hash.clone());
-        let Ok(slot) = self.hashing.clone().acquire_owned().await else {
-            return false;
-        };
-        let ok = tokio::task::spawn_blocking(move || {
-            let ok = verify_password(&password, &hash);
-            drop(slot);
-            ok
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self.hashing.check(password, hash).await;
         ok && known
     }
 

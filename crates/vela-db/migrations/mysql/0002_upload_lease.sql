@@ -1,3 +1,3 @@
 -- Uploads in progress hold a lease that their node renews; an expired lease means the node
 -- stopped and another node may return the image to queued.
-ALTER TABLE images ADD COLUMN upload_lease_until BIGINT
+ALTER TABLE images ADD COLUMN IF NOT EXISTS upload_lease_until BIGINT

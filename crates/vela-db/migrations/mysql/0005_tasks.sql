@@ -1,7 +1,7 @@
 -- Tasks: asynchronous work on images (imports, location imports). A node running a task holds
 -- a lease (lease_until) that it renews; an expired lease means the node stopped, and any node
 -- may then fail the task and undo what it started. input and result are JSON object text.
-CREATE TABLE tasks (
+CREATE TABLE IF NOT EXISTS tasks (
     id VARCHAR(36) NOT NULL PRIMARY KEY,
     type VARCHAR(30) NOT NULL,
     status VARCHAR(30) NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE tasks (
     lease_until BIGINT,
     runner VARCHAR(255)
 );
-CREATE INDEX ix_tasks_created ON tasks (created_at, id);
-CREATE INDEX ix_tasks_image ON tasks (image_id);
-CREATE INDEX ix_tasks_status ON tasks (status);
-CREATE INDEX ix_tasks_expires ON tasks (expires_at)
+CREATE INDEX IF NOT EXISTS ix_tasks_created ON tasks (created_at, id);
+CREATE INDEX IF NOT EXISTS ix_tasks_image ON tasks (image_id);
+CREATE INDEX IF NOT EXISTS ix_tasks_status ON tasks (status);
+CREATE INDEX IF NOT EXISTS ix_tasks_expires ON tasks (expires_at)
