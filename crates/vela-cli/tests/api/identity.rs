@@ -709,5 +709,6 @@ async fn login_flood_keeps_memory_bounded() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
-    assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
+    eprintln!("login flood: peak RSS {peak_kib} KiB");
+    assert!(peak_kib < 192 * 1024, "peak RSS {peak_kib} KiB");
 }
