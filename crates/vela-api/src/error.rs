@@ -59,7 +59,7 @@ impl ApiError {
     /// 500 with an opaque message; the cause and its whole chain of sources are logged, not
     /// sent.
     pub fn internal(cause: impl std::error::Error) -> Self {
-        tracing::error!(error = %error_chain(&cause), "internal error");
+        tracing::error!(error = %vela_domain::error::error_chain(&cause), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The server has either erred or is incapable of performing the requested operation.",
@@ -80,22 +80,6 @@ impl ApiError {
         }
         self
     }
-}
-
-/// An error and its sources, outermost first: `a: b: c`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Wrappers often repeat their source's text; say it once.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 impl IntoResponse for ApiError {

@@ -685,14 +685,7 @@ fn from_reqwest(e: reqwest::Error, url: &Url) -> OutboundError {
     if e.is_timeout() {
         return OutboundError::Timeout(shown);
     }
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
+    let detail = vela_domain::error::error_chain(&e.without_url());
     OutboundError::Unavailable(format!("{shown}: {detail}"))
 }
 
