@@ -80,6 +80,16 @@ pub enum IdentityCommand {
         #[command(subcommand)]
         command: RoleCommand,
     },
+    /// Make a new token signing key. Tokens signed by the keys in use until now stay valid
+    /// for the overlap; then those keys retire and their tokens are refused. Every node
+    /// sharing the database signs with the new key at once.
+    RotateKey {
+        /// How long the previous keys keep verifying tokens, in seconds (default: the
+        /// token lifetime, `auth.token_ttl_secs`, so no token is cut short; 0 retires them
+        /// now, e.g. after a leak).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +233,13 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
                 }
             }
         },
+        IdentityCommand::RotateKey { overlap_secs } => {
+            let overlap = overlap_secs.unwrap_or(cfg.auth.token_ttl_secs);
+            let id = admin::rotate_key(db, overlap).await?;
+            println!(
+                "signing key {id} is now in use; the previous keys verify tokens for {overlap} s more"
+            );
+        }
         IdentityCommand::Role { command } => match command {
             RoleCommand::Grant(a) => admin::grant(db, &a.role, &a.user, &a.target()).await?,
             RoleCommand::Revoke(a) => admin::revoke(db, &a.role, &a.user, &a.target()).await?,

@@ -55,6 +55,25 @@ fn user(r: &AnyRow) -> Result<User, DbError> {
     })
 }
 
+/// A token signing key (its secret shows as `***`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub id: String,
+    pub secret: vela_domain::Secret,
+    pub created_at: Micros,
+    /// When it stops verifying tokens; `None` for the key that signs.
+    pub retire_at: Option<Micros>,
+}
+
+fn signing_key(r: &AnyRow) -> Result<SigningKey, DbError> {
+    Ok(SigningKey {
+        id: text(r, "id")?,
+        secret: vela_domain::Secret::new(text(r, "secret")?),
+        created_at: r.try_get("created_at")?,
+        retire_at: r.try_get("retire_at")?,
+    })
+}
+
 fn role(r: &AnyRow) -> Result<Role, DbError> {
     Ok(Role {
         id: text(r, "id")?,
@@ -327,17 +346,27 @@ impl Db {
         }
     }
 
-    pub async fn is_token_revoked(&self, token_id: &str) -> Result<bool, DbError> {
-        let mut q = self.sql("SELECT 1 AS one FROM identity_revoked_tokens WHERE token_id = ");
-        q.bind(token_id.to_owned());
+    /// Whether any of `token_ids` (a token and the tokens it was rescoped from) is revoked.
+    pub async fn any_token_revoked(&self, token_ids: &[&str]) -> Result<bool, DbError> {
+        if token_ids.is_empty() {
+            return Ok(false);
+        }
+        let mut q = self.sql("SELECT 1 AS one FROM identity_revoked_tokens WHERE token_id IN ");
+        q.bind_list(token_ids.iter().map(|id| (*id).to_owned()))
+            .push(" LIMIT 1");
         Ok(self.one(q, |_| Ok(())).await?.is_some())
     }
 
-    /// The token signing key, created on first use (`fresh` supplies it). Every node
-    /// sharing the database reads the same key.
-    pub async fn signing_key(&self, fresh: impl FnOnce() -> String) -> Result<String, DbError> {
-        if let Some(k) = self.read_signing_key().await? {
-            return Ok(k);
+    /// The token signing keys that still verify, the signing one (the newest without a
+    /// retirement time) first. The first key is created on first use (`fresh` supplies
+    /// it); every node sharing the database reads the same keys.
+    pub async fn signing_keys(
+        &self,
+        fresh: impl FnOnce() -> String,
+    ) -> Result<Vec<SigningKey>, DbError> {
+        let keys = self.read_signing_keys().await?;
+        if keys.iter().any(|k| k.retire_at.is_none()) {
+            return Ok(keys);
         }
         let mut q =
             self.sql("INSERT INTO identity_keys (id, secret, created_at) VALUES ('primary', ");
@@ -350,13 +379,50 @@ impl Db {
             Err(e) => return Err(e),
         }
         // Read back: a racing node's key wins if it was first.
-        self.read_signing_key()
-            .await?
-            .ok_or_else(|| DbError::Corrupt("token signing key vanished".into()))
+        let keys = self.read_signing_keys().await?;
+        if keys.iter().any(|k| k.retire_at.is_none()) {
+            Ok(keys)
+        } else {
+            Err(DbError::Corrupt("no current token signing key".into()))
+        }
     }
 
-    async fn read_signing_key(&self) -> Result<Option<String>, DbError> {
-        let q = self.sql("SELECT secret FROM identity_keys WHERE id = 'primary'");
-        self.one(q, |r| text(r, "secret")).await
+    async fn read_signing_keys(&self) -> Result<Vec<SigningKey>, DbError> {
+        let mut q = self.sql(
+            "SELECT id, secret, created_at, retire_at FROM identity_keys \
+             WHERE retire_at IS NULL OR retire_at > ",
+        );
+        q.bind(vela_domain::now_micros())
+            .push(" ORDER BY CASE WHEN retire_at IS NULL THEN 0 ELSE 1 END, created_at DESC, id");
+        self.all(q, signing_key).await
+    }
+
+    /// Makes `secret` the signing key. The keys that signed until now keep verifying
+    /// tokens until `retire_at` (tokens they signed stay valid that long); keys retired
+    /// before now are deleted. Returns the new key's id.
+    pub async fn rotate_signing_key(
+        &self,
+        secret: String,
+        retire_at: Micros,
+    ) -> Result<String, DbError> {
+        let now = vela_domain::now_micros();
+        let id = new_id();
+        let mut tx = self.begin_write().await?;
+        let mut q = self.sql("UPDATE identity_keys SET retire_at = ");
+        q.bind(retire_at.max(now)).push(" WHERE retire_at IS NULL");
+        sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
+        let mut q = self.sql("DELETE FROM identity_keys WHERE retire_at <= ");
+        q.bind(now);
+        sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
+        let mut q = self.sql("INSERT INTO identity_keys (id, secret, created_at) VALUES (");
+        q.bind(id.clone())
+            .push(", ")
+            .bind(secret)
+            .push(", ")
+            .bind(now)
+            .push(")");
+        sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 }

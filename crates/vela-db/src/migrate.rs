@@ -19,6 +19,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0004_location_metadata.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_tasks.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_key_rotation.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -32,6 +36,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_location_metadata.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_tasks.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_key_rotation.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -42,10 +50,11 @@ const MYSQL: &[(i64, &str)] = &[
         include_str!("../migrations/mysql/0004_location_metadata.sql"),
     ),
     (5, include_str!("../migrations/mysql/0005_tasks.sql")),
+    (6, include_str!("../migrations/mysql/0006_key_rotation.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

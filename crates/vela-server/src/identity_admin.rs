@@ -175,3 +175,13 @@ pub async fn describe_users(db: &Db) -> anyhow::Result<Vec<String>> {
     }
     Ok(out)
 }
+
+/// Makes a new token signing key; the previous ones keep verifying for `overlap_secs`.
+/// Returns the new key's id.
+pub async fn rotate_key(db: &Db, overlap_secs: u64) -> anyhow::Result<String> {
+    let overlap = i64::try_from(overlap_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let retire_at = vela_domain::now_micros().saturating_add(overlap);
+    db.rotate_signing_key(vela_api::identity::new_signing_key(), retire_at)
+        .await
+        .context("rotating the token signing key")
+}

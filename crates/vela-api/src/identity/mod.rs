@@ -6,8 +6,15 @@
 //! who, which scope, and until when; it carries no roles: they are read from the database when
 //! the token is validated, so a removed role counts at once. A token is refused once expired,
 //! revoked (`DELETE /v3/auth/tokens`), or issued before its user's last password change, or
-//! when its user, project or roles are gone. Validations are cached per node for a few seconds
+//! when its user, project or roles are gone. Revoking a token also revokes the tokens rescoped
+//! from it (each token names its ancestors). Validations are cached per node for a few seconds
 //! (`auth.token_cache_secs`); a revocation on one node reaches the others within that time.
+//!
+//! The signing keys live in the database too. `vela identity rotate-key` makes a new key the
+//! signing one; the old key keeps verifying until its overlap ends, so tokens it signed stay
+//! good that long. Nodes sign with the key read afresh at each issue, and read the keys again
+//! when a token matches none they know (at most once a second) or their copy is older than
+//! the validation cache time (at most 5 s: a retired key stops verifying everywhere by then).
 
 pub mod routes;
 pub mod throttle;
@@ -23,13 +30,26 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vela_db::identity::{Project, Role, User, SYSTEM};
+use vela_db::identity::{Project, Role, SigningKey, User, SYSTEM};
 use vela_db::{Db, DbError};
 use vela_domain::{Micros, RequestContext};
 
 use crate::auth::{AuthError, TokenValidator};
 
 const PREFIX: &str = "vela1";
+
+/// Keys a token is checked against at most (the signing key and those still in overlap).
+const MAX_KEYS: usize = 16;
+
+/// How many times a token may be rescoped from a rescoped token.
+pub const MAX_RESCOPE_DEPTH: usize = 16;
+
+/// Least time between two key reloads caused by tokens no known key signed.
+const KEY_MISS_RELOAD: Duration = Duration::from_secs(1);
+
+/// Longest time a node uses the keys it read (so a retired key stops verifying everywhere
+/// within it).
+const KEY_REFRESH: Duration = Duration::from_secs(5);
 
 /// argon2id with OWASP's 7 MiB / 5 passes / 1 lane setting: as strong as the 19 MiB / 2 passes
 /// default, with less memory held per login.
@@ -75,6 +95,10 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
     pub methods: Vec<String>,
+    /// The tokens this one was rescoped from, oldest first: revoking any of them revokes
+    /// this one too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
     /// Issued and expiry instants, microseconds since the epoch.
     pub iat: Micros,
     pub exp: Micros,
@@ -145,32 +169,48 @@ fn db_down(e: DbError) -> AuthError {
     AuthError::Unavailable(format!("identity database: {e}"))
 }
 
-/// Signs and checks tokens with the shared key.
+/// Signs tokens with the current key and checks them against every key that still verifies.
 pub struct Signer {
-    key: Vec<u8>,
+    /// The signing key first; each with the instant it stops verifying (`None`: never).
+    keys: Vec<(Vec<u8>, Option<Micros>)>,
 }
 
 impl Signer {
+    /// A signer with one key that never retires.
     pub fn new(key: Vec<u8>) -> Self {
-        Signer { key }
+        Signer {
+            keys: vec![(key, None)],
+        }
     }
 
-    fn mac(&self) -> HmacSha256 {
+    /// A signer over the database's keys (the signing key first).
+    fn from_keys(keys: Vec<SigningKey>) -> Self {
+        Signer {
+            keys: keys
+                .into_iter()
+                .take(MAX_KEYS)
+                .map(|k| (k.secret.expose().as_bytes().to_vec(), k.retire_at))
+                .collect(),
+        }
+    }
+
+    fn mac(key: &[u8]) -> HmacSha256 {
         // HMAC takes keys of any length.
-        HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!())
     }
 
     /// Signs `claims` into a token string.
     pub fn sign(&self, claims: &Claims) -> String {
         let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
         let signed = format!("{PREFIX}.{payload}");
-        let mut mac = self.mac();
+        let key = self.keys.first().map_or(&[][..], |(k, _)| k.as_slice());
+        let mut mac = Self::mac(key);
         mac.update(signed.as_bytes());
         let sig = B64.encode(mac.finalize().into_bytes());
         format!("{signed}.{sig}")
     }
 
-    /// The claims of a token whose signature is good (expiry not checked).
+    /// The claims of a token signed by a key that has not retired (expiry not checked).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let (signed, sig) = token
             .rsplit_once('.')
@@ -182,10 +222,19 @@ impl Signer {
         let sig = B64
             .decode(sig)
             .map_err(|_| invalid("bad signature encoding"))?;
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        mac.verify_slice(&sig)
-            .map_err(|_| invalid("bad signature"))?;
+        let now = vela_domain::now_micros();
+        let good = self
+            .keys
+            .iter()
+            .filter(|(_, retire_at)| retire_at.is_none_or(|r| r > now))
+            .any(|(key, _)| {
+                let mut mac = Self::mac(key);
+                mac.update(signed.as_bytes());
+                mac.verify_slice(&sig).is_ok()
+            });
+        if !good {
+            return Err(invalid("bad signature"));
+        }
         let raw = B64
             .decode(payload)
             .map_err(|_| invalid("bad payload encoding"))?;
@@ -193,16 +242,22 @@ impl Signer {
     }
 }
 
+/// The database's signing keys as last read, and when.
+struct Keyring {
+    signer: Arc<Signer>,
+    loaded: Instant,
+}
+
 /// The embedded token issuer and validator.
 pub struct Identity {
     db: Db,
-    signer: Signer,
+    keys: std::sync::RwLock<Keyring>,
+    /// When a token signed by no known key last made the keys be read again.
+    key_miss: Mutex<Option<Instant>>,
     ttl: Duration,
     cache_ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], (Resolved, Instant)>>,
-    /// Password checks running at once: each takes argon2's 19 MiB and a core for a moment,
-    /// so a burst of logins queues here instead of growing memory.
-    /// Password checks run on a few dedicated threads (each check takes argon2's 19 MiB and
+    /// Password checks run on a few dedicated threads (each check takes argon2's 7 MiB and
     /// a core for a moment): a burst of logins queues instead of growing memory, a client
     /// that goes away does not stop (or free the place of) a check already running, and the
     /// hash memory stays in those threads' allocator arenas.
@@ -270,10 +325,14 @@ impl Identity {
         region: String,
         throttle: throttle::ThrottleConfig,
     ) -> Result<Self, DbError> {
-        let key = db.signing_key(new_signing_key).await?.into_bytes();
+        let keys = db.signing_keys(new_signing_key).await?;
         Ok(Identity {
             db,
-            signer: Signer::new(key),
+            keys: std::sync::RwLock::new(Keyring {
+                signer: Arc::new(Signer::from_keys(keys)),
+                loaded: Instant::now(),
+            }),
+            key_miss: Mutex::new(None),
             ttl: token_ttl,
             cache_ttl,
             cache: Mutex::new(HashMap::new()),
@@ -299,18 +358,61 @@ impl Identity {
         ok && known
     }
 
-    /// Signs `claims` into a token string.
-    pub fn sign(&self, claims: &Claims) -> String {
-        self.signer.sign(claims)
+    /// The keys as last read; read again when older than the validation cache time (1 to
+    /// 5 s), or when `fresh`.
+    async fn signer(&self, fresh: bool) -> Result<Arc<Signer>, AuthError> {
+        let max_age = self.cache_ttl.clamp(KEY_MISS_RELOAD, KEY_REFRESH);
+        if let Ok(k) = self.keys.read() {
+            if !fresh && k.loaded.elapsed() < max_age {
+                return Ok(k.signer.clone());
+            }
+        }
+        let keys = self
+            .db
+            .signing_keys(new_signing_key)
+            .await
+            .map_err(db_down)?;
+        let signer = Arc::new(Signer::from_keys(keys));
+        if let Ok(mut k) = self.keys.write() {
+            *k = Keyring {
+                signer: signer.clone(),
+                loaded: Instant::now(),
+            };
+        }
+        Ok(signer)
     }
 
-    /// The claims of a token whose signature is good (expiry not checked).
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        self.signer.verify(token)
+    /// Signs `claims` into a token string with the current key (read afresh, so a node
+    /// signs with a new key as soon as it is made).
+    pub async fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        Ok(self.signer(true).await?.sign(claims))
+    }
+
+    /// The claims of a token whose signature is good (expiry not checked). A token no
+    /// known key signed makes the keys be read again (at most once a second), in case
+    /// another node has just made a new one.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let first = self.signer(false).await?.verify(token);
+        if first.is_ok() {
+            return first;
+        }
+        let reload = match self.key_miss.lock() {
+            Ok(mut last) if last.is_none_or(|t| t.elapsed() >= KEY_MISS_RELOAD) => {
+                *last = Some(Instant::now());
+                true
+            }
+            _ => false,
+        };
+        if reload {
+            self.signer(true).await?.verify(token)
+        } else {
+            first
+        }
     }
 
     /// New claims for `user` on a scope, valid for the configured lifetime (or until
-    /// `not_after`, when rescoping a token).
+    /// `not_after`, when rescoping a token, whose `chain` then names the token rescoped
+    /// and its own ancestors).
     pub fn claims(
         &self,
         user: &User,
@@ -318,6 +420,7 @@ impl Identity {
         system: bool,
         methods: Vec<String>,
         not_after: Option<Micros>,
+        chain: Vec<String>,
     ) -> Claims {
         let now = vela_domain::now_micros();
         let exp = now + self.ttl.as_micros() as Micros;
@@ -327,6 +430,7 @@ impl Identity {
             project: project.map(|p| p.id.clone()),
             system,
             methods,
+            chain,
             iat: now,
             exp: not_after.map_or(exp, |n| n.min(exp)),
         }
@@ -357,12 +461,10 @@ impl Identity {
         if claims.iat < user.tokens_valid_after {
             return Err(invalid("token issued before the password changed"));
         }
-        if self
-            .db
-            .is_token_revoked(&claims.id)
-            .await
-            .map_err(db_down)?
-        {
+        let lineage: Vec<&str> = std::iter::once(claims.id.as_str())
+            .chain(claims.chain.iter().map(String::as_str))
+            .collect();
+        if self.db.any_token_revoked(&lineage).await.map_err(db_down)? {
             return Err(invalid("token revoked"));
         }
         let project = match &claims.project {
@@ -401,7 +503,7 @@ impl Identity {
 
     /// Validates a token string, through the cache.
     pub async fn resolve(&self, token: &str) -> Result<Resolved, AuthError> {
-        let claims = self.verify(token)?;
+        let claims = self.verify(token).await?;
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(r) = self.cached(&key) {
             if r.claims.exp > vela_domain::now_micros() {
@@ -428,12 +530,15 @@ impl Identity {
         (*until > Instant::now()).then(|| r.clone())
     }
 
-    /// Revokes a token everywhere (and drops it from this node's cache at once).
-    pub async fn revoke(&self, token: &str, claims: &Claims) -> Result<(), DbError> {
+    /// Revokes a token and the tokens rescoped from it everywhere (and drops them from
+    /// this node's cache at once).
+    pub async fn revoke(&self, claims: &Claims) -> Result<(), DbError> {
+        // Rescoped tokens expire no later than their parent, so the entry can go then.
         self.db.revoke_token(&claims.id, claims.exp).await?;
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(&key);
+            cache.retain(|_, (r, _)| {
+                r.claims.id != claims.id && !r.claims.chain.contains(&claims.id)
+            });
         }
         Ok(())
     }
@@ -468,6 +573,7 @@ mod tests {
             project: Some("p1".into()),
             system: false,
             methods: vec!["password".into()],
+            chain: vec![],
             iat: 1,
             exp: 2,
         };
@@ -486,6 +592,39 @@ mod tests {
             .is_err());
         assert!(signer.verify(&format!("{head}.{}", &sig[1..])).is_err());
         assert!(signer.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn retired_keys_stop_verifying() {
+        let key = |secret: &str, retire_at: Option<Micros>| SigningKey {
+            id: secret.into(),
+            secret: vela_domain::Secret::new(secret.to_owned()),
+            created_at: 0,
+            retire_at,
+        };
+        let now = vela_domain::now_micros();
+        let claims = Claims {
+            id: "t1".into(),
+            user: "u1".into(),
+            project: None,
+            system: false,
+            methods: vec!["password".into()],
+            chain: vec!["t0".into()],
+            iat: 1,
+            exp: 2,
+        };
+        let old = Signer::new(b"old".to_vec()).sign(&claims);
+        let older = Signer::new(b"older".to_vec()).sign(&claims);
+        let ring = Signer::from_keys(vec![
+            key("new", None),
+            key("old", Some(now + 60_000_000)),
+            key("older", Some(now - 1)),
+        ]);
+        // The new key signs; a key in its overlap still verifies; a retired one does not.
+        let fresh = ring.sign(&claims);
+        assert_eq!(Signer::new(b"new".to_vec()).verify(&fresh).unwrap(), claims);
+        assert_eq!(ring.verify(&old).unwrap(), claims);
+        assert!(ring.verify(&older).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use vela_db::identity::{Project, User};
 
 use super::throttle::Refusal;
-use super::{Identity, Resolved};
+use super::{Identity, Resolved, MAX_RESCOPE_DEPTH};
 use crate::auth::{request_token, AuthError};
 use crate::wire::{base_url, ClientAddr};
 use crate::AppState;
@@ -125,7 +125,8 @@ fn token_body(r: &Resolved, with_catalog: bool, base: &str, region: &str) -> Val
         "methods": c.methods,
         "user": {"id": r.user.id, "name": r.user.name, "domain": domain(),
                  "password_expires_at": null},
-        "audit_ids": [c.id],
+        // Keystone's pair: this token's id, then the first of its rescoping chain.
+        "audit_ids": std::iter::once(&c.id).chain(c.chain.first()).collect::<Vec<_>>(),
         "expires_at": timestamp(c.exp),
         "issued_at": timestamp(c.iat),
     });
@@ -215,12 +216,22 @@ async fn requested_scope(id: &Identity, auth: &Value, user: &User) -> Result<Sco
     }
 }
 
+/// Who a password or token method authenticates.
+struct Authenticated {
+    user: User,
+    methods: Vec<String>,
+    /// For the token method: the token's expiry (the new one expires no later) and its
+    /// lineage (the token and those it was rescoped from).
+    not_after: Option<i64>,
+    chain: Vec<String>,
+}
+
 /// The user a password or token method authenticates, and the methods used.
 async fn authenticate(
     id: &Identity,
     identity: &Value,
     client: Option<std::net::IpAddr>,
-) -> Result<(User, Vec<String>, Option<i64>), Response> {
+) -> Result<Authenticated, Response> {
     let methods: Vec<String> = identity
         .get("methods")
         .and_then(Value::as_array)
@@ -274,7 +285,12 @@ async fn authenticate(
             return Err(unauthorized());
         };
         id.throttle.succeeded(key);
-        return Ok((user, vec!["password".into()], None));
+        return Ok(Authenticated {
+            user,
+            methods: vec!["password".into()],
+            not_after: None,
+            chain: Vec::new(),
+        });
     }
     if methods.iter().any(|m| m == "token") {
         let token = identity
@@ -282,11 +298,24 @@ async fn authenticate(
             .and_then(|t| str_field(t, "id"))
             .ok_or_else(|| bad_request("The token method needs a token id."))?;
         let r = id.resolve(token).await.map_err(from_auth)?;
+        if r.claims.chain.len() >= MAX_RESCOPE_DEPTH {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "This token was rescoped from rescoped tokens too many times; authenticate again.",
+            ));
+        }
         let mut methods = r.claims.methods.clone();
         if !methods.iter().any(|m| m == "token") {
             methods.push("token".into());
         }
-        return Ok((r.user, methods, Some(r.claims.exp)));
+        let mut chain = r.claims.chain;
+        chain.push(r.claims.id);
+        return Ok(Authenticated {
+            user: r.user,
+            methods,
+            not_after: Some(r.claims.exp),
+            chain,
+        });
     }
     Err(unauthorized())
 }
@@ -310,7 +339,12 @@ async fn issue(
     let Some(ident) = auth.get("identity") else {
         return bad_request("Expecting to find identity in auth.");
     };
-    let (user, methods, not_after) = match authenticate(&id, ident, client).await {
+    let Authenticated {
+        user,
+        methods,
+        not_after,
+        chain,
+    } = match authenticate(&id, ident, client).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -323,12 +357,15 @@ async fn issue(
         Scope::Project(p) => (Some(p), false),
         Scope::System => (None, true),
     };
-    let claims = id.claims(&user, project, system, methods, not_after);
+    let claims = id.claims(&user, project, system, methods, not_after, chain);
     let resolved = match id.resolve_claims(claims).await {
         Ok(r) => r,
         Err(e) => return from_auth(e),
     };
-    let token = id.sign(&resolved.claims);
+    let token = match id.sign(&resolved.claims).await {
+        Ok(t) => t,
+        Err(e) => return from_auth(e),
+    };
     tracing::info!(user = %user.name, audit_id = %resolved.claims.id, "token issued");
     let base = base_url(&state, &headers);
     let body = token_body(&resolved, wants_catalog(&query), &base, &id.region);
@@ -417,11 +454,11 @@ async fn revoke(
     axum::Extension(id): axum::Extension<Arc<Identity>>,
     headers: HeaderMap,
 ) -> Response {
-    let (raw, subject) = match subject_for(&id, &headers, "revoke_token").await {
+    let (_, subject) = match subject_for(&id, &headers, "revoke_token").await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    if let Err(e) = id.revoke(&raw, &subject.claims).await {
+    if let Err(e) = id.revoke(&subject.claims).await {
         return db_error(e);
     }
     tracing::info!(audit_id = %subject.claims.id, "token revoked");

@@ -323,14 +323,7 @@ async fn revocation_password_change_role_removal_and_deletion_end_tokens() {
 
     // Revoked by DELETE /v3/auth/tokens.
     let t = token_for(&app, "alice", "alice-pw", "alpha").await;
-    let resp = app
-        .send(
-            app.request(Method::DELETE, "/v3/auth/tokens")
-                .header("x-auth-token", &admin)
-                .header("x-subject-token", &t),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    revoke_token(&app, &admin, &t).await;
     assert_eq!(
         status_with(&app, "/v2/images", &t).await,
         StatusCode::UNAUTHORIZED
@@ -396,6 +389,141 @@ async fn revocation_password_change_role_removal_and_deletion_end_tokens() {
         status_with(&app, "/v2/images", &t).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// `vela identity rotate-key`: every node signs with the new key at once, and a node that has
+/// the old keys cached learns the new one from the first token it cannot check. Tokens of the
+/// old key stay good for the overlap, then are refused everywhere.
+#[tokio::test]
+async fn signing_keys_rotate_with_an_overlap() {
+    // A long validation cache: the nodes must not depend on reading the keys often.
+    let cfg = "[auth]\nmode = \"embedded\"\ntoken_cache_secs = 300\n";
+    let Some(nodes) = TestApp::spawn_cluster_with(2, cfg).await else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    populate(a);
+    let old = token_for(a, "alice", "alice-pw", "alpha").await;
+    assert_eq!(status_with(b, "/v2/images", &old).await, StatusCode::OK);
+
+    let out = a.run_vela(&["identity", "rotate-key", "--overlap-secs", "4"]);
+    assert!(out.contains("is now in use"), "{out}");
+    let rotated = std::time::Instant::now();
+    let new = token_for(a, "alice", "alice-pw", "alpha").await;
+    for node in [a, b] {
+        assert_eq!(status_with(node, "/v2/images", &new).await, StatusCode::OK);
+        assert_eq!(status_with(node, "/v2/images", &old).await, StatusCode::OK);
+    }
+    let from_b = token_for(b, "alice", "alice-pw", "alpha").await;
+    assert_eq!(status_with(a, "/v2/images", &from_b).await, StatusCode::OK);
+
+    tokio::time::sleep(std::time::Duration::from_millis(4300).saturating_sub(rotated.elapsed()))
+        .await;
+    for node in [a, b] {
+        assert_eq!(
+            status_with(node, "/v2/images", &old).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status_with(node, "/v2/images", &new).await, StatusCode::OK);
+        assert_eq!(
+            status_with(node, "/v2/images", &from_b).await,
+            StatusCode::OK
+        );
+    }
+
+    // No overlap (a leaked key): the tokens signed until now end on every node within the
+    // nodes' key refresh time (5 s), whatever the validation cache time.
+    a.run_vela(&["identity", "rotate-key", "--overlap-secs", "0"]);
+    let retired = std::time::Instant::now();
+    for node in [a, b] {
+        while status_with(node, "/v2/images", &new).await == StatusCode::OK {
+            assert!(retired.elapsed() < std::time::Duration::from_secs(7));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    let newest = token_for(b, "alice", "alice-pw", "alpha").await;
+    assert_eq!(status_with(a, "/v2/images", &newest).await, StatusCode::OK);
+}
+
+fn rescope(token: &str) -> Value {
+    json!({"auth": {"identity": {"methods": ["token"], "token": {"id": token}},
+                    "scope": {"project": {"name": "alpha", "domain": {"id": "default"}}}}})
+}
+
+async fn rescoped(app: &TestApp, token: &str) -> (String, Value) {
+    let (status, child, body) = issue(app, &rescope(token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (child.unwrap(), body)
+}
+
+async fn revoke_token(app: &TestApp, caller: &str, subject: &str) {
+    let resp = app
+        .send(
+            app.request(Method::DELETE, "/v3/auth/tokens")
+                .header("x-auth-token", caller)
+                .header("x-subject-token", subject),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+/// A token rescoped from another (Horizon's unscoped-then-project login) ends with it.
+#[tokio::test]
+async fn revoking_a_token_revokes_the_tokens_rescoped_from_it() {
+    let Some(app) = embedded("").await else {
+        return;
+    };
+    populate(&app);
+    let admin = token_for(&app, "admin", "admin-pw", "admin").await;
+    let (status, unscoped, body) = issue(&app, &password_auth("alice", "alice-pw", None)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let unscoped = unscoped.unwrap();
+    let root_audit = body["token"]["audit_ids"][0].clone();
+
+    let (child, body) = rescoped(&app, &unscoped).await;
+    // Keystone's audit ids: the token's own, then its chain's first.
+    let audit = &body["token"]["audit_ids"];
+    assert_eq!(audit.as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(audit[1], root_audit);
+    let (grandchild, body) = rescoped(&app, &child).await;
+    assert_eq!(body["token"]["audit_ids"][1], root_audit);
+    let (sibling, _) = rescoped(&app, &unscoped).await;
+    for t in [&child, &grandchild, &sibling] {
+        assert_eq!(status_with(&app, "/v2/images", t).await, StatusCode::OK);
+    }
+
+    // Revoking the child ends the grandchild, not the parent or the sibling.
+    revoke_token(&app, &admin, &child).await;
+    for t in [&child, &grandchild] {
+        assert_eq!(
+            status_with(&app, "/v2/images", t).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        status_with(&app, "/v2/images", &sibling).await,
+        StatusCode::OK
+    );
+    let (status, _, _) = issue(&app, &rescope(&grandchild)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The user revokes her own unscoped token: everything rescoped from it ends.
+    revoke_token(&app, &sibling, &unscoped).await;
+    assert_eq!(
+        status_with(&app, "/v2/images", &sibling).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, _) = issue(&app, &rescope(&unscoped)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Chains are bounded: a token rescoped 16 times in a row cannot be rescoped again.
+    let mut t = token_for(&app, "alice", "alice-pw", "alpha").await;
+    for _ in 0..16 {
+        t = rescoped(&app, &t).await.0;
+    }
+    let (status, _, body) = issue(&app, &rescope(&t)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status_with(&app, "/v2/images", &t).await, StatusCode::OK);
 }
 
 #[tokio::test]
