@@ -206,7 +206,8 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Respon
 pub struct ImageView<'a> {
     pub img: &'a Image,
     pub multi_store: bool,
-    /// `show_image_direct_url`: the first location's URL as `direct_url`.
+    /// `show_image_direct_url`: the first location's URL as `direct_url`. Location URLs are
+    /// shown without their credentials.
     pub direct_url: bool,
     /// `show_multiple_locations`: the `locations` list (empty for a deactivated image unless
     /// the caller is an admin).
@@ -256,7 +257,7 @@ impl Serialize for ImageView<'_> {
         m.serialize_entry("size", &img.size)?;
         m.serialize_entry("status", img.status.as_str())?;
         if let Some(first) = img.locations.first().filter(|_| self.direct_url) {
-            m.serialize_entry("direct_url", &first.url)?;
+            m.serialize_entry("direct_url", &first.shown_url())?;
         }
         if self.locations {
             let hidden = img.status == vela_domain::ImageStatus::Deactivated && !self.admin;
@@ -264,7 +265,7 @@ impl Serialize for ImageView<'_> {
                 .locations
                 .iter()
                 .filter(|_| !hidden)
-                .map(|l| location_json(l, self.multi_store))
+                .map(|l| location_json(l, self.multi_store, false))
                 .collect();
             m.serialize_entry("locations", &locations)?;
         }
@@ -281,16 +282,23 @@ impl Serialize for ImageView<'_> {
 }
 
 /// A location as Glance shows it: `url` and `metadata`, the metadata carrying the store id when
-/// several stores are configured.
+/// several stores are configured. `with_credentials`: the URL as stored (the location API,
+/// for services that read the data themselves); otherwise without its `user:password@`.
 pub fn location_json(
     l: &vela_domain::image::ImageLocation,
     multi_store: bool,
+    with_credentials: bool,
 ) -> serde_json::Value {
     let mut metadata = l.metadata.clone();
     if multi_store {
         metadata.insert("store".into(), l.store.clone().into());
     }
-    serde_json::json!({"url": l.url, "metadata": metadata})
+    let url = if with_credentials {
+        l.url.as_str().into()
+    } else {
+        l.shown_url()
+    };
+    serde_json::json!({"url": url, "metadata": metadata})
 }
 
 #[cfg(test)]

@@ -84,6 +84,27 @@ pub struct ImageLocation {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ImageLocation {
+    /// The URL as the API shows it to image readers: without a `user:password@` part.
+    pub fn shown_url(&self) -> std::borrow::Cow<'_, str> {
+        without_credentials(&self.url)
+    }
+}
+
+/// `url` without the user information of its authority (`scheme://user:pw@host/p` →
+/// `scheme://host/p`), as URL parsers split it: the authority ends at the first `/`, `?` or
+/// `#` after `://`, and the user part at its last `@`.
+pub fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
 /// An image record with its custom properties and tags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -261,6 +282,24 @@ impl Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_shown_urls() {
+        for (url, shown) in [
+            ("http://u:p@h:8/a@b?c@d", "http://h:8/a@b?c@d"),
+            (
+                "swift+https://acct:user:k@ey@auth/v1/c/o",
+                "swift+https://auth/v1/c/o",
+            ),
+            ("http://@h/x", "http://h/x"),
+            ("rbd://fsid/pool/img/snap", "rbd://fsid/pool/img/snap"),
+            ("file:///var/lib/vela/x", "file:///var/lib/vela/x"),
+            ("http://h?x=u@v", "http://h?x=u@v"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_credentials(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn ids_must_be_uuid_shaped() {

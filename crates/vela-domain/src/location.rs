@@ -225,6 +225,21 @@ impl LocationChange {
         }))
     }
 
+    /// In a `replace`, a URL the API showed without its credentials stands for the stored
+    /// location it was shown for, so a client can send back what it read to change metadata.
+    pub fn restore_credentials(&mut self, current: &[ImageLocation]) {
+        if let LocationChange::Replace(values) = self {
+            for v in values {
+                if let Some(l) = current
+                    .iter()
+                    .find(|l| l.url != v.url && l.shown_url() == v.url)
+                {
+                    v.url = l.url.clone();
+                }
+            }
+        }
+    }
+
     /// The values this change adds (to be resolved by the caller).
     pub fn values(&self) -> &[LocationValue] {
         match self {
@@ -334,7 +349,10 @@ impl Image {
             .iter()
             .any(|l| l.url == loc.url && l.metadata == loc.metadata)
         {
-            return Err(bad(format!("The location {} already exists", loc.url)));
+            return Err(bad(format!(
+                "The location {} already exists",
+                loc.shown_url()
+            )));
         }
         Ok(())
     }

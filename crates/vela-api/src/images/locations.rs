@@ -122,7 +122,7 @@ pub async fn patch_with_locations(
     ops: &[PatchOp],
     dialect: Dialect,
 ) -> Result<Image, ApiError> {
-    let changes: Vec<Option<LocationChange>> = ops
+    let mut changes: Vec<Option<LocationChange>> = ops
         .iter()
         .map(LocationChange::from_patch)
         .collect::<Result<_, _>>()?;
@@ -134,6 +134,9 @@ pub async fn patch_with_locations(
         return Err(ApiError::forbidden("Cannot set locations to empty list."));
     }
     let current = load_visible(state, ctx, id).await?;
+    for change in changes.iter_mut().flatten() {
+        change.restore_credentials(&current.locations);
+    }
     for change in changes.iter().flatten() {
         let action = match change {
             LocationChange::Remove(_) => Action::DeleteImageLocation,
@@ -193,7 +196,7 @@ pub async fn list(
     let locations: Vec<Value> = img
         .locations
         .iter()
-        .map(|l| location_json(l, multi))
+        .map(|l| location_json(l, multi, true))
         .collect();
     Ok(json_response(StatusCode::OK, &locations))
 }

@@ -349,6 +349,99 @@ async fn location_patches_follow_glance() {
 }
 
 /// Polls an image until the location API's lock is gone (10 s at most).
+/// Credentials in a location URL reach the store, never an image reader: `locations`,
+/// `direct_url`, lists and error messages show the URL without them; a `replace` sending back
+/// the shown URLs changes the metadata and keeps the stored URL; the service-only location API
+/// gives the URL as stored.
+#[tokio::test]
+async fn location_credentials_are_not_shown_to_readers() {
+    let data = test_data(1000);
+    let (web, _dir) = web_server(&[("a.raw", &data)]).await;
+    let app = TestApp::spawn_with_config(&format!(
+        "[images]\nshow_multiple_locations = true\nshow_image_direct_url = true\n{}",
+        loopback_allowed()
+    ))
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let owner = Persona::member(&app.name("proj"));
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v2/images")
+                .headers(owner.headers())
+                .json(&json!({"name": "creds", "disk_format": "raw", "container_format": "bare"})),
+        )
+        .await;
+    let id = expect_json(resp, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = format!("{web}/a.raw");
+    let stored = shown.replacen("http://", "http://vela:s3cret@", 1);
+    let resp = patch_as(&app, Some(&owner), &id, &add_location(&stored)).await;
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["status"], "active", "{v}");
+    assert_eq!(v["locations"], json!([{"url": shown, "metadata": {}}]));
+    assert_eq!(v["direct_url"], shown.as_str());
+    for path in [format!("/v2/images/{id}"), "/v2/images".to_owned()] {
+        let resp = app
+            .send(app.request(Method::GET, &path).headers(owner.headers()))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(&shown) && !text.contains("s3cret"), "{text}");
+    }
+    // Adding it again: refused, without the credentials in the message.
+    let msg = expect_error(
+        patch_as(&app, Some(&owner), &id, &add_location(&stored)).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        msg.contains("already exists") && !msg.contains("s3cret"),
+        "{msg}"
+    );
+
+    // Sending back what was shown changes the metadata only.
+    let replace = json!([{"op": "replace", "path": "/locations",
+                          "value": [{"url": shown, "metadata": {"k": "v"}}]}]);
+    let v = expect_json(
+        patch_as(&app, Some(&owner), &id, &replace).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        v["locations"],
+        json!([{"url": shown, "metadata": {"k": "v"}}])
+    );
+    let service = Persona {
+        project: owner.project.clone(),
+        roles: "service,reader".into(),
+        user: "nova".into(),
+    };
+    let resp = app
+        .send(
+            app.request(Method::GET, &format!("/v2/images/{id}/locations"))
+                .headers(service.headers()),
+        )
+        .await;
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!([{"url": stored, "metadata": {"k": "v"}}])
+    );
+    let resp = app
+        .send(
+            app.request(Method::GET, &format!("/v2/images/{id}/file"))
+                .headers(owner.headers()),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), data.as_slice());
+}
+
 async fn wait_unlocked(app: &TestApp, id: &str) -> Value {
     for _ in 0..200 {
         let v = app.show(id).await;
