@@ -77,7 +77,7 @@ pub struct AppState {
     pub cfg: Arc<ApiConfig>,
     pub policy: Policy,
     /// The embedded identity service, when it serves `/v3`.
-    pub identity: Option<Arc<identity::Identity>>,
+    pub identity: Option<Arc<vela_auth::identity::Identity>>,
     /// Runs imports (and owns the staging area).
     pub importer: vela_import::Importer,
     schemas: Arc<schemas::Schemas>,
@@ -101,7 +101,7 @@ impl AppState {
 
 impl AppState {
     /// Serves the embedded identity service at `/v3`.
-    pub fn with_identity(mut self, identity: Arc<identity::Identity>) -> Self {
+    pub fn with_identity(mut self, identity: Arc<vela_auth::identity::Identity>) -> Self {
         self.identity = Some(identity);
         self
     }
@@ -177,7 +177,7 @@ pub fn router(state: AppState) -> Router {
     };
     let mut api = Router::new().nest("/v2", v2);
     if let Some(id) = &state.identity {
-        api = api.nest("/v3", identity::routes::router(id.clone()));
+        api = api.nest("/v3", identity::router(id.clone()));
     }
     let api = api
         .route("/healthcheck", get(|| async { "OK" }))

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use vela_api::auth::keystone::{Keystone, KeystoneConfig};
-use vela_api::identity::Identity;
 use vela_api::{Authenticator, NoAuth};
+use vela_auth::identity::Identity;
+use vela_auth::keystone::{Keystone, KeystoneConfig};
 use vela_db::Db;
 use vela_domain::policy::protections::{PropOp, PropertyProtections, RuleFormat};
 use vela_domain::policy::Policy;
@@ -96,7 +96,7 @@ pub async fn identity(cfg: &AuthConfig, db: &Db) -> anyhow::Result<Option<Arc<Id
         Duration::from_secs(cfg.token_ttl_secs.max(1)),
         Duration::from_secs(cfg.token_cache_secs),
         cfg.region.clone(),
-        vela_api::identity::throttle::ThrottleConfig {
+        vela_auth::identity::throttle::ThrottleConfig {
             window: Duration::from_secs(cfg.login_failure_window_secs.max(1)),
             per_user: cfg.login_failures_per_user,
             per_address: cfg.login_failures_per_address,

@@ -1,7 +1,7 @@
 //! Managing the embedded identity service's users, projects and roles (`vela identity …`).
 
 use anyhow::{bail, Context};
-use vela_api::identity::hash_password;
+use vela_auth::identity::hash_password;
 use vela_db::identity::{Project, Role, User, SYSTEM};
 use vela_db::Db;
 
@@ -181,7 +181,7 @@ pub async fn describe_users(db: &Db) -> anyhow::Result<Vec<String>> {
 pub async fn rotate_key(db: &Db, overlap_secs: u64) -> anyhow::Result<String> {
     let overlap = i64::try_from(overlap_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let retire_at = vela_domain::now_micros().saturating_add(overlap);
-    db.rotate_signing_key(vela_api::identity::new_signing_key(), retire_at)
+    db.rotate_signing_key(vela_auth::identity::new_signing_key(), retire_at)
         .await
         .context("rotating the token signing key")
 }

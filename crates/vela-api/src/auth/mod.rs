@@ -3,7 +3,7 @@
 //! Three modes:
 //! - `noauth`: trust identity headers set by a front end ([`NoAuth`]);
 //! - `keystone`: validate `X-Auth-Token` against a Keystone v3 service
-//!   ([`keystone::Keystone`]);
+//!   ([`vela_auth::keystone::Keystone`]);
 //! - `embedded`: validate tokens issued by Vela's own identity service (`/v3`).
 //!
 //! In the token modes a request without a token is refused with 401 and
@@ -11,7 +11,6 @@
 //! with a context that has no project and no roles (Glance's default rules grant it nothing;
 //! policy overrides decide what it may do).
 
-pub mod keystone;
 pub mod noauth;
 
 use std::sync::Arc;
@@ -24,27 +23,10 @@ use axum::response::{IntoResponse, Response};
 use vela_domain::RequestContext;
 
 pub use noauth::NoAuth;
+pub use vela_auth::{AuthError, TokenValidator};
 
 use crate::wire::RequestId;
 use crate::{ApiError, AppState};
-
-/// Why a token was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// Missing, malformed, expired, revoked or unknown token (401).
-    #[error("{0}")]
-    Invalid(String),
-    /// The identity service could not be asked (503).
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// Validates tokens: Keystone's, or Vela's own.
-#[async_trait::async_trait]
-pub trait TokenValidator: Send + Sync {
-    /// The caller's context for `token` (`request_id` is copied into it).
-    async fn validate(&self, token: &str, request_id: &str) -> Result<RequestContext, AuthError>;
-}
 
 /// How callers are identified.
 #[derive(Clone)]

@@ -11,11 +11,11 @@ use axum::Router;
 use serde_json::{json, Value};
 use vela_db::identity::{Project, User};
 
-use super::throttle::Refusal;
-use super::{Identity, Resolved, MAX_RESCOPE_DEPTH};
 use crate::auth::{request_token, AuthError};
 use crate::wire::{base_url, ClientAddr};
 use crate::AppState;
+use vela_auth::identity::throttle::Refusal;
+use vela_auth::identity::{Identity, Resolved, MAX_RESCOPE_DEPTH};
 
 /// A Keystone-style error: always JSON.
 fn error(status: StatusCode, message: &str) -> Response {

@@ -7,17 +7,15 @@
 //! cache TTL and the token's expiry. Keystone's 404 means an invalid token (401 to the caller);
 //! no answer, a timeout or a 5xx means 503. Tokens never appear in logs.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use vela_domain::RequestContext;
 
-use super::{AuthError, TokenValidator};
+use crate::cache::TokenCache;
+use crate::{AuthError, TokenValidator};
 
 /// Where Keystone is and how Vela authenticates to it.
 #[derive(Debug, Clone)]
@@ -42,7 +40,7 @@ pub struct Keystone {
     cfg: KeystoneConfig,
     http: reqwest::Client,
     service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
-    cache: Mutex<HashMap<[u8; 32], (RequestContext, Instant)>>,
+    cache: TokenCache<RequestContext>,
 }
 
 #[derive(Deserialize)]
@@ -115,10 +113,10 @@ impl Keystone {
             .build()
             .map_err(|e| format!("keystone client: {e}"))?;
         Ok(Keystone {
+            cache: TokenCache::new(cfg.cache_ttl, cfg.cache_size as u64),
             cfg,
             http,
             service_token: tokio::sync::Mutex::new(None),
-            cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -205,41 +203,19 @@ impl Keystone {
             }
         }
     }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<RequestContext> {
-        let cache = self.cache.lock().ok()?;
-        let (ctx, until) = cache.get(key)?;
-        (*until > Instant::now()).then(|| ctx.clone())
-    }
-
-    fn remember(&self, key: [u8; 32], ctx: &RequestContext, expires: DateTime<Utc>) {
-        let to_expiry = (expires - Utc::now()).to_std().unwrap_or_default();
-        let until = Instant::now() + to_expiry.min(self.cfg.cache_ttl);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.cfg.cache_size {
-                let now = Instant::now();
-                cache.retain(|_, (_, u)| *u > now);
-                if cache.len() >= self.cfg.cache_size {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (ctx.clone(), until));
-        }
-    }
 }
 
 #[async_trait::async_trait]
 impl TokenValidator for Keystone {
     async fn validate(&self, token: &str, request_id: &str) -> Result<RequestContext, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut ctx = match self.cached(&key) {
+        let mut ctx = match self.cache.get(token) {
             Some(ctx) => ctx,
             None => {
                 let (ctx, expires) = self.ask(token).await?;
-                if expires <= Utc::now() {
-                    return Err(AuthError::Invalid("token expired".into()));
-                }
-                self.remember(key, &ctx, expires);
+                let left = (expires - Utc::now())
+                    .to_std()
+                    .map_err(|_| AuthError::Invalid("token expired".into()))?;
+                self.cache.insert(token, ctx.clone(), Instant::now() + left);
                 ctx
             }
         };

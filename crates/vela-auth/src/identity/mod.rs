@@ -16,10 +16,8 @@
 //! when a token matches none they know (at most once a second) or their copy is older than
 //! the validation cache time (at most 5 s: a retired key stops verifying everywhere by then).
 
-pub mod routes;
 pub mod throttle;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,12 +27,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use vela_db::identity::{Project, Role, SigningKey, User, SYSTEM};
 use vela_db::{Db, DbError};
 use vela_domain::{Micros, RequestContext};
 
-use crate::auth::{AuthError, TokenValidator};
+use crate::cache::TokenCache;
+use crate::{AuthError, TokenValidator};
 
 const PREFIX: &str = "vela1";
 
@@ -43,6 +42,9 @@ const MAX_KEYS: usize = 16;
 
 /// How many times a token may be rescoped from a rescoped token.
 pub const MAX_RESCOPE_DEPTH: usize = 16;
+
+/// Most validations cached per node.
+const CACHE_SIZE: u64 = 10_000;
 
 /// Least time between two key reloads caused by tokens no known key signed.
 const KEY_MISS_RELOAD: Duration = Duration::from_secs(1);
@@ -256,7 +258,7 @@ pub struct Identity {
     key_miss: Mutex<Option<Instant>>,
     ttl: Duration,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<[u8; 32], (Resolved, Instant)>>,
+    cache: TokenCache<Resolved>,
     /// Password checks run on a few dedicated threads (each check takes argon2's 7 MiB and
     /// a core for a moment): a burst of logins queues instead of growing memory, a client
     /// that goes away does not stop (or free the place of) a check already running, and the
@@ -335,7 +337,7 @@ impl Identity {
             key_miss: Mutex::new(None),
             ttl: token_ttl,
             cache_ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: TokenCache::new(cache_ttl, CACHE_SIZE),
             decoy_hash: hash_password(&new_signing_key()).map_err(DbError::Config)?,
             hashing: PasswordCheckers::start(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -504,30 +506,17 @@ impl Identity {
     /// Validates a token string, through the cache.
     pub async fn resolve(&self, token: &str) -> Result<Resolved, AuthError> {
         let claims = self.verify(token).await?;
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(r) = self.cached(&key) {
-            if r.claims.exp > vela_domain::now_micros() {
-                return Ok(r);
-            }
+        if let Some(r) = self.cache.get(token) {
+            return Ok(r);
         }
         let resolved = self.resolve_claims(claims).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= 10_000 {
-                let now = Instant::now();
-                cache.retain(|_, (_, until)| *until > now);
-                if cache.len() >= 10_000 {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (resolved.clone(), Instant::now() + self.cache_ttl));
-        }
+        let left = resolved
+            .claims
+            .exp
+            .saturating_sub(vela_domain::now_micros());
+        let deadline = Instant::now() + Duration::from_micros(u64::try_from(left).unwrap_or(0));
+        self.cache.insert(token, resolved.clone(), deadline);
         Ok(resolved)
-    }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<Resolved> {
-        let cache = self.cache.lock().ok()?;
-        let (r, until) = cache.get(key)?;
-        (*until > Instant::now()).then(|| r.clone())
     }
 
     /// Revokes a token and the tokens rescoped from it everywhere (and drops them from
@@ -535,11 +524,9 @@ impl Identity {
     pub async fn revoke(&self, claims: &Claims) -> Result<(), DbError> {
         // Rescoped tokens expire no later than their parent, so the entry can go then.
         self.db.revoke_token(&claims.id, claims.exp).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (r, _)| {
-                r.claims.id != claims.id && !r.claims.chain.contains(&claims.id)
-            });
-        }
+        let id = claims.id.clone();
+        self.cache
+            .invalidate_if(move |r| r.claims.id == id || r.claims.chain.contains(&id));
         Ok(())
     }
 }
