@@ -1,5 +1,5 @@
 //! `GET /v2/images` query language: paging, sorting and filters, parsed into a [`ListQuery`]
-//! that the repository turns into one indexed SQL query.
+//! that the repository turns into one indexed query (the SQL names are the repository's).
 
 use crate::{DomainError, ImageId, Micros};
 
@@ -33,27 +33,6 @@ pub enum ColumnType {
 }
 
 impl Column {
-    /// The SQL column name.
-    pub fn sql(self) -> &'static str {
-        match self {
-            Column::Id => "id",
-            Column::Name => "name",
-            Column::Status => "status",
-            Column::ContainerFormat => "container_format",
-            Column::DiskFormat => "disk_format",
-            Column::Owner => "owner",
-            Column::Checksum => "checksum",
-            Column::OsHashValue => "os_hash_value",
-            Column::Size => "size",
-            Column::VirtualSize => "virtual_size",
-            Column::MinDisk => "min_disk",
-            Column::MinRam => "min_ram",
-            Column::CreatedAt => "created_at",
-            Column::UpdatedAt => "updated_at",
-            Column::Protected => "protected",
-        }
-    }
-
     /// The value type of the column.
     pub fn kind(self) -> ColumnType {
         match self {
@@ -140,18 +119,6 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
-    /// The SQL operator.
-    pub fn sql(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "=",
-            CmpOp::Neq => "<>",
-            CmpOp::Gt => ">",
-            CmpOp::Gte => ">=",
-            CmpOp::Lt => "<",
-            CmpOp::Lte => "<=",
-        }
-    }
-
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "eq" => CmpOp::Eq,
