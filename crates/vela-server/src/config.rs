@@ -37,7 +37,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub store: StoreConfig,
     /// More stores by name (Glance's multi-store): `[stores.NAME] type = "s3" | "file"`.
-    pub stores: std::collections::BTreeMap<String, NamedStore>,
+    pub stores: std::collections::BTreeMap<String, vela_store::StoreSettings>,
     pub images: ImagesConfig,
     pub auth: AuthConfig,
     /// What URLs Vela fetches for API users (http store locations; later web-download).
@@ -227,68 +227,6 @@ impl ImportFilteringOpts {
             allowed_networks,
         })
     }
-}
-
-/// `[stores.NAME]`: one more image store.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct NamedStore {
-    /// `file` (a directory), `s3` (AWS or any S3-compatible service), `swift`, `http`
-    /// (read-only: serves locations that are http(s) URLs) or `rbd` (Ceph RBD; needs a build
-    /// with the `rbd` feature).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `file`: the directory.
-    pub path: Option<PathBuf>,
-    /// `s3`: endpoint URL (e.g. `https://s3.amazonaws.com`, `http://127.0.0.1:7480`).
-    pub endpoint: String,
-    /// `s3`: signing region (`us-east-1` when empty).
-    pub region: String,
-    pub bucket: String,
-    pub access_key: String,
-    pub secret_key: Secret,
-    /// `s3`: object name prefix, e.g. `images/`.
-    pub prefix: String,
-    /// `s3`: `bucket.host` addressing instead of path style.
-    pub virtual_hosted_style: bool,
-    /// `s3`: multipart part size in MiB (5 or more; default 5).
-    pub part_size_mib: Option<u64>,
-    /// `s3`: parts uploaded at once (default 1). Each costs a few part sizes of memory; more
-    /// helps on links with high latency.
-    pub parts_in_flight: Option<usize>,
-    /// `swift`: auth endpoint: v1 (`…/auth/1.0`) or Keystone v3 (`…/v3`).
-    pub auth_url: String,
-    /// `swift`: `1` (X-Auth-User/X-Auth-Key) or `3` (Keystone password; default).
-    pub auth_version: Option<u8>,
-    /// `swift` v1: user (`account:user`) and key.
-    pub user: String,
-    pub key: Secret,
-    /// `swift` v3: Keystone user, password, project and domains (`Default`), and the catalog
-    /// interface of the object-store endpoint (`public`).
-    pub username: String,
-    pub password: Secret,
-    pub project_name: String,
-    pub user_domain_name: Option<String>,
-    pub project_domain_name: Option<String>,
-    pub interface: Option<String>,
-    /// `swift`: container (created if missing).
-    pub container: String,
-    /// `swift`: largest segment of an image in MiB (default 200).
-    pub segment_size_mib: Option<u64>,
-    /// `http`: accept any TLS certificate (default false: certificates are verified).
-    pub insecure: bool,
-    /// `http`: a PEM file of extra CA certificates to trust.
-    pub ca_file: Option<PathBuf>,
-    /// `rbd`: the pool (default `images`).
-    pub pool: Option<String>,
-    /// `rbd`: the ceph.conf to read (default: librados' search path).
-    pub ceph_conf: Option<PathBuf>,
-    /// `rbd`: the RADOS user (`client.<rados_user>`; default `admin`).
-    pub rados_user: Option<String>,
-    /// `rbd`: object size and write chunk, MiB, a power of two (default 8).
-    pub chunk_size_mib: Option<u64>,
-    /// `rbd`: seconds to wait for the cluster (connect, monitor and OSD operations; default 30).
-    pub connect_timeout_secs: Option<u64>,
 }
 
 /// `[server]`
@@ -652,26 +590,8 @@ impl Config {
                 name != &self.store.id,
                 "[stores.{name}] has the id of the built-in file store ([store] id)"
             );
-            match s.kind.as_str() {
-                "file" => anyhow::ensure!(s.path.is_some(), "[stores.{name}] needs a path"),
-                "s3" => anyhow::ensure!(
-                    !s.endpoint.is_empty() && !s.bucket.is_empty(),
-                    "[stores.{name}] needs an endpoint and a bucket"
-                ),
-                "swift" => anyhow::ensure!(
-                    !s.auth_url.is_empty() && !s.container.is_empty(),
-                    "[stores.{name}] needs an auth_url and a container"
-                ),
-                "http" => {}
-                "rbd" => anyhow::ensure!(
-                    s.chunk_size_mib
-                        .is_none_or(|c| c.is_power_of_two() && c <= 32),
-                    "[stores.{name}] chunk_size_mib must be a power of two, at most 32"
-                ),
-                other => anyhow::bail!(
-                    "[stores.{name}] type '{other}' is not one of: file, s3, swift, http, rbd"
-                ),
-            }
+            s.check()
+                .map_err(|e| anyhow::anyhow!("[stores.{name}] ({}): {e}", s.kind()))?;
         }
         if let Some(d) = &self.store.default {
             anyhow::ensure!(
@@ -724,7 +644,7 @@ impl Config {
         );
         if let Some(s) = self.stores.get(STAGING_STORE) {
             anyhow::ensure!(
-                matches!(s.kind.as_str(), "file" | "s3" | "swift"),
+                matches!(s.kind(), "file" | "s3" | "swift"),
                 "[stores.{STAGING_STORE}] must be a file, s3 or swift store"
             );
         }

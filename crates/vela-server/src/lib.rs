@@ -21,9 +21,7 @@ use vela_import::{ImportConfig, Importer};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::{create_private_file, looser_than_private, FsStore};
 use vela_store::http::{HttpConfig, HttpStore};
-use vela_store::object::{ObjectBackend, S3Config};
 use vela_store::outbound::{ClientOpts, FilterOpts, OutboundClient};
-use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
 use vela_store::{Store, Stores};
 
 pub use config::Config;
@@ -315,55 +313,6 @@ fn uuid_like() -> String {
     )
 }
 
-fn swift_config(s: &crate::config::NamedStore) -> SwiftConfig {
-    let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "Default".into());
-    let auth = match s.auth_version {
-        Some(1) => SwiftAuth::V1 {
-            auth_url: s.auth_url.clone(),
-            user: s.user.clone(),
-            key: s.key.clone(),
-        },
-        _ => SwiftAuth::Keystone {
-            auth_url: s.auth_url.clone(),
-            username: s.username.clone(),
-            password: s.password.clone(),
-            project_name: s.project_name.clone(),
-            user_domain_name: or_default(&s.user_domain_name),
-            project_domain_name: or_default(&s.project_domain_name),
-            interface: s.interface.clone().unwrap_or_else(|| "public".into()),
-        },
-    };
-    SwiftConfig {
-        auth,
-        container: s.container.clone(),
-        prefix: s.prefix.clone(),
-        segment_size: s.segment_size_mib.unwrap_or(200).max(1) << 20,
-    }
-}
-
-#[cfg(feature = "rbd")]
-fn open_rbd(name: &str, s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
-    use vela_store::rbd::{RbdConfig, RbdStore};
-    let cfg = RbdConfig {
-        pool: s.pool.clone().unwrap_or_else(|| "images".into()),
-        ceph_conf: s.ceph_conf.clone(),
-        user: s.rados_user.clone().unwrap_or_else(|| "admin".into()),
-        chunk_size: s.chunk_size_mib.unwrap_or(8) << 20,
-        connect_timeout_secs: s.connect_timeout_secs.unwrap_or(30),
-    };
-    Ok(Arc::new(
-        RbdStore::new(name, cfg).with_context(|| format!("store '{name}'"))?,
-    ))
-}
-
-#[cfg(not(feature = "rbd"))]
-fn open_rbd(name: &str, _s: &config::NamedStore) -> anyhow::Result<Arc<dyn Store>> {
-    anyhow::bail!(
-        "[stores.{name}] type 'rbd' needs a build with the `rbd` feature \
-         (cargo build --release --features rbd; Debian packages librbd-dev librados-dev)"
-    )
-}
-
 fn open_dir(id: &str, dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
     let store = FsStore::open(id, dir)
         .with_context(|| format!("opening the image store at {}", dir.display()))?;
@@ -373,52 +322,11 @@ fn open_dir(id: &str, dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
 /// Opens `[stores.NAME]`.
 fn open_named(
     name: &str,
-    s: &config::NamedStore,
+    s: &vela_store::StoreSettings,
     filter: &FilterOpts,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match s.kind.as_str() {
-        "s3" => Arc::new(
-            ObjectBackend::s3(
-                name,
-                &S3Config {
-                    endpoint: s.endpoint.clone(),
-                    region: if s.region.is_empty() {
-                        "us-east-1".into()
-                    } else {
-                        s.region.clone()
-                    },
-                    bucket: s.bucket.clone(),
-                    access_key: s.access_key.clone(),
-                    secret_key: s.secret_key.clone(),
-                    prefix: s.prefix.clone(),
-                    virtual_hosted_style: s.virtual_hosted_style,
-                    part_size: usize::try_from(s.part_size_mib.unwrap_or(5) << 20)
-                        .unwrap_or(5 << 20),
-                    parts_in_flight: s.parts_in_flight.unwrap_or(1),
-                },
-            )
-            .with_context(|| format!("store '{name}'"))?,
-        ),
-        "swift" => Arc::new(
-            SwiftStore::new(name, swift_config(s)).with_context(|| format!("store '{name}'"))?,
-        ),
-        "http" => Arc::new(
-            HttpStore::new(
-                name,
-                &HttpConfig {
-                    insecure: s.insecure,
-                    ca_file: s.ca_file.clone(),
-                    filter: filter.clone(),
-                },
-            )
-            .with_context(|| format!("store '{name}'"))?,
-        ),
-        "rbd" => open_rbd(name, s)?,
-        _ => open_dir(
-            name,
-            s.path.as_deref().unwrap_or(std::path::Path::new(name)),
-        )?,
-    })
+    s.open(name, filter)
+        .with_context(|| format!("store '{name}' ({})", s.kind()))
 }
 
 /// Opens the configured stores: the file store of `[store]`, then each `[stores.NAME]` (but

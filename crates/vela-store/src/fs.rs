@@ -20,6 +20,13 @@ use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Sto
 const PARTIAL: &str = ".partial";
 const SCHEME: &str = "file://";
 
+/// `[stores.NAME] type = "file"`: a directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub path: std::path::PathBuf,
+}
+
 /// A store in a local directory.
 #[derive(Debug, Clone)]
 pub struct FsStore {

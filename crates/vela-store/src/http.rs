@@ -22,6 +22,27 @@ pub struct HttpConfig {
     pub filter: FilterOpts,
 }
 
+/// `[stores.NAME] type = "http"`: read-only; serves locations that are http(s) URLs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Accept any TLS certificate (default false: certificates are verified).
+    pub insecure: bool,
+    /// A PEM file of extra CA certificates to trust.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl HttpSettings {
+    /// The store's settings, fetching what `filter` allows.
+    pub fn config(&self, filter: &FilterOpts) -> HttpConfig {
+        HttpConfig {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            filter: filter.clone(),
+        }
+    }
+}
+
 /// A read-only store of http(s) URLs, fetched through the guarded [`OutboundClient`].
 #[derive(Debug)]
 pub struct HttpStore {

@@ -11,9 +11,11 @@ pub mod http;
 pub mod ingest;
 pub mod object;
 pub mod outbound;
-#[cfg(feature = "rbd")]
 pub mod rbd;
+pub mod settings;
 pub mod swift;
+
+pub use settings::StoreSettings;
 
 use std::fmt::Debug;
 

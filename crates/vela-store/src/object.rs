@@ -38,6 +38,62 @@ pub struct S3Config {
     pub parts_in_flight: usize,
 }
 
+/// `[stores.NAME] type = "s3"`: AWS or any S3-compatible service.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Endpoint URL (e.g. `https://s3.amazonaws.com`, `http://127.0.0.1:7480`).
+    pub endpoint: String,
+    /// Signing region (`us-east-1` when empty).
+    #[serde(default)]
+    pub region: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub access_key: String,
+    #[serde(default)]
+    pub secret_key: vela_domain::Secret,
+    /// Object name prefix, e.g. `images/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// `bucket.host` addressing instead of path style.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Multipart part size in MiB (5 or more; default 5).
+    #[serde(default)]
+    pub part_size_mib: Option<u64>,
+    /// Parts uploaded at once (default 1). Each costs a few part sizes of memory; more helps
+    /// on links with high latency.
+    #[serde(default)]
+    pub parts_in_flight: Option<usize>,
+}
+
+impl S3Settings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.endpoint.is_empty() || self.bucket.is_empty() {
+            return Err("needs an endpoint and a bucket".into());
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> S3Config {
+        S3Config {
+            endpoint: self.endpoint.clone(),
+            region: if self.region.is_empty() {
+                "us-east-1".into()
+            } else {
+                self.region.clone()
+            },
+            bucket: self.bucket.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            prefix: self.prefix.clone(),
+            virtual_hosted_style: self.virtual_hosted_style,
+            part_size: usize::try_from(self.part_size_mib.unwrap_or(5) << 20).unwrap_or(5 << 20),
+            parts_in_flight: self.parts_in_flight.unwrap_or(1),
+        }
+    }
+}
+
 /// A store over an `object_store` backend.
 pub struct ObjectBackend {
     id: String,

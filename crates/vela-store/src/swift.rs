@@ -52,6 +52,82 @@ pub struct SwiftConfig {
     pub segment_size: u64,
 }
 
+/// `[stores.NAME] type = "swift"`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwiftSettings {
+    /// Auth endpoint: v1 (`…/auth/1.0`) or Keystone v3 (`…/v3`).
+    pub auth_url: String,
+    /// `1` (X-Auth-User/X-Auth-Key) or `3` (Keystone password; default).
+    #[serde(default)]
+    pub auth_version: Option<u8>,
+    /// v1: user (`account:user`) and key.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub key: vela_domain::Secret,
+    /// v3: Keystone user, password, project and domains (`Default`), and the catalog
+    /// interface of the object-store endpoint (`public`).
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: vela_domain::Secret,
+    #[serde(default)]
+    pub project_name: String,
+    #[serde(default)]
+    pub user_domain_name: Option<String>,
+    #[serde(default)]
+    pub project_domain_name: Option<String>,
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// The container (created if missing).
+    pub container: String,
+    /// Object name prefix.
+    #[serde(default)]
+    pub prefix: String,
+    /// Largest segment of an image in MiB (default 200).
+    #[serde(default)]
+    pub segment_size_mib: Option<u64>,
+}
+
+impl SwiftSettings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.auth_url.is_empty() || self.container.is_empty() {
+            return Err("needs an auth_url and a container".into());
+        }
+        if !matches!(self.auth_version, None | Some(1) | Some(3)) {
+            return Err("auth_version must be 1 or 3".into());
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> SwiftConfig {
+        let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "Default".into());
+        let auth = match self.auth_version {
+            Some(1) => SwiftAuth::V1 {
+                auth_url: self.auth_url.clone(),
+                user: self.user.clone(),
+                key: self.key.clone(),
+            },
+            _ => SwiftAuth::Keystone {
+                auth_url: self.auth_url.clone(),
+                username: self.username.clone(),
+                password: self.password.clone(),
+                project_name: self.project_name.clone(),
+                user_domain_name: or_default(&self.user_domain_name),
+                project_domain_name: or_default(&self.project_domain_name),
+                interface: self.interface.clone().unwrap_or_else(|| "public".into()),
+            },
+        };
+        SwiftConfig {
+            auth,
+            container: self.container.clone(),
+            prefix: self.prefix.clone(),
+            segment_size: self.segment_size_mib.unwrap_or(200).max(1) << 20,
+        }
+    }
+}
+
 /// A Swift store.
 pub struct SwiftStore {
     id: String,

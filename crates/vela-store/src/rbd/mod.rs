@@ -8,25 +8,23 @@
 //! [`librbd`] (the project's only unsafe code); location URLs are in [`location`]. The calls
 //! block, so each runs on tokio's blocking pool; data moves in chunks of the object size
 //! (8 MiB by default), one at a time, so memory stays bounded.
+//!
+//! [`RbdSettings`] (the `[stores.NAME] type = "rbd"` section) is always built, so a
+//! configuration naming an RBD store reads the same with or without the feature.
 
+#[cfg(feature = "rbd")]
 mod ffi;
+#[cfg(feature = "rbd")]
 mod librbd;
+#[cfg(feature = "rbd")]
 mod location;
+#[cfg(feature = "rbd")]
+mod store;
 
-use std::sync::{Arc, Mutex};
+use serde::{Deserialize, Serialize};
 
-use async_trait::async_trait;
-use bytes::BytesMut;
-use futures::StreamExt;
-
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
-use librbd::{Cluster, Image, IoCtx};
-use location::RbdLocation;
-
-/// The snapshot every stored image carries (Glance's name).
-const SNAP: &str = "snap";
-/// Largest growth step of an image while data streams in (Glance's 8 GiB).
-const MAX_GROWTH: u64 = 8 << 30;
+#[cfg(feature = "rbd")]
+pub use store::RbdStore;
 
 /// The RBD store's settings.
 #[derive(Debug, Clone)]
@@ -42,271 +40,40 @@ pub struct RbdConfig {
     pub connect_timeout_secs: u64,
 }
 
-/// A Ceph RBD store.
-pub struct RbdStore {
-    id: String,
-    cfg: RbdConfig,
-    cluster: Mutex<Option<Arc<Cluster>>>,
+/// `[stores.NAME] type = "rbd"`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RbdSettings {
+    /// The pool (default `images`).
+    pub pool: Option<String>,
+    /// The ceph.conf to read (default: librados' search path).
+    pub ceph_conf: Option<std::path::PathBuf>,
+    /// The RADOS user (`client.<rados_user>`; default `admin`).
+    pub rados_user: Option<String>,
+    /// Object size and write chunk, MiB, a power of two (default 8).
+    pub chunk_size_mib: Option<u64>,
+    /// Seconds to wait for the cluster (connect, monitor and OSD operations; default 30).
+    pub connect_timeout_secs: Option<u64>,
 }
 
-impl std::fmt::Debug for RbdStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RbdStore")
-            .field("id", &self.id)
-            .field("pool", &self.cfg.pool)
-            .finish()
-    }
-}
-
-/// Runs a blocking librbd call on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-}
-
-impl RbdStore {
-    pub fn new(id: &str, cfg: RbdConfig) -> Result<Self, StoreError> {
-        if !cfg.chunk_size.is_power_of_two() || cfg.chunk_size < 4096 {
-            return Err(StoreError::Config(
-                "the chunk size must be a power of two of at least 4 KiB".into(),
-            ));
+impl RbdSettings {
+    pub fn check(&self) -> Result<(), String> {
+        if self
+            .chunk_size_mib
+            .is_some_and(|c| !c.is_power_of_two() || c > 32)
+        {
+            return Err("chunk_size_mib must be a power of two, at most 32".into());
         }
-        Ok(RbdStore {
-            id: id.to_owned(),
-            cfg,
-            cluster: Mutex::new(None),
-        })
+        Ok(())
     }
 
-    /// The cluster connection, made on first use and kept.
-    async fn cluster(&self) -> Result<Arc<Cluster>, StoreError> {
-        if let Some(c) = self.cluster.lock().map_err(poisoned)?.as_ref() {
-            return Ok(c.clone());
+    pub fn config(&self) -> RbdConfig {
+        RbdConfig {
+            pool: self.pool.clone().unwrap_or_else(|| "images".into()),
+            ceph_conf: self.ceph_conf.clone(),
+            user: self.rados_user.clone().unwrap_or_else(|| "admin".into()),
+            chunk_size: self.chunk_size_mib.unwrap_or(8) << 20,
+            connect_timeout_secs: self.connect_timeout_secs.unwrap_or(30),
         }
-        let cfg = self.cfg.clone();
-        let c = Arc::new(blocking(move || Cluster::connect(&cfg)).await?);
-        let mut slot = self.cluster.lock().map_err(poisoned)?;
-        Ok(slot.get_or_insert(c).clone())
-    }
-
-    async fn ioctx(&self, pool: Option<&str>) -> Result<IoCtx, StoreError> {
-        let cluster = self.cluster().await?;
-        let pool = pool.unwrap_or(&self.cfg.pool).to_owned();
-        blocking(move || cluster.ioctx(&pool)).await
-    }
-
-    fn location_of(&self, fsid: &str, image: &str) -> String {
-        location::format(fsid, &self.cfg.pool, image, SNAP)
-    }
-
-    fn parse(&self, location: &str) -> Result<RbdLocation, StoreError> {
-        RbdLocation::parse(location)
-            .filter(|l| l.pool.as_deref().is_none_or(|p| p == self.cfg.pool))
-            .ok_or_else(|| StoreError::ForeignLocation(location.to_owned()))
-    }
-
-    /// Opens the data of a location read-only, at its snapshot.
-    async fn open_location(&self, location: &str) -> Result<Image, StoreError> {
-        let loc = self.parse(location)?;
-        let io = self.ioctx(loc.pool.as_deref()).await?;
-        blocking(move || Image::open(io, &loc.image, loc.snap.as_deref(), true)).await
-    }
-
-    /// Removes an image with its snapshot (see [`IoCtx::remove_image`]).
-    async fn remove(
-        &self,
-        pool: Option<String>,
-        name: String,
-        snap: Option<String>,
-    ) -> Result<(), StoreError> {
-        let io = self.ioctx(pool.as_deref()).await?;
-        blocking(move || io.remove_image(&name, snap.as_deref())).await
-    }
-
-    /// Streams `body` into `image`, growing it ahead of the data and trimming it to the data
-    /// at the end; gives the image back with the size written.
-    async fn put_inner(
-        &self,
-        mut image: Image,
-        mut body: ByteStream,
-    ) -> Result<(Image, u64), StoreError> {
-        let chunk = self.cfg.chunk_size as usize;
-        let mut buf = BytesMut::with_capacity(chunk);
-        let (mut written, mut capacity, mut step) = (0u64, 0u64, self.cfg.chunk_size);
-        let mut ended = false;
-        while !ended {
-            while buf.len() < chunk {
-                match body.next().await {
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
-                    Some(Err(e)) => return Err(StoreError::Body(e)),
-                    None => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            if buf.is_empty() {
-                break;
-            }
-            let data = buf.split().freeze();
-            let len = data.len() as u64;
-            // Grow ahead of the data in doubling steps (at most 8 GiB), trimmed at the end.
-            let grow_to = if written + len > capacity {
-                step = (step * 2).min(MAX_GROWTH);
-                capacity = (written + len).max(capacity + step);
-                Some(capacity)
-            } else {
-                None
-            };
-            let ofs = written;
-            image = blocking(move || {
-                if let Some(size) = grow_to {
-                    image.resize(size)?;
-                }
-                image.write_at(ofs, &data)?;
-                Ok(image)
-            })
-            .await?;
-            written += len;
-        }
-        blocking(move || {
-            image.resize(written)?;
-            image.flush()?;
-            Ok((image, written))
-        })
-        .await
-    }
-}
-
-fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Io(std::io::Error::other("RBD connection lock poisoned"))
-}
-
-#[async_trait]
-impl Store for RbdStore {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn kind(&self) -> &'static str {
-        "rbd"
-    }
-
-    fn owns(&self, location: &str) -> bool {
-        self.parse(location).is_ok()
-    }
-
-    async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError> {
-        let io = self.ioctx(None).await?;
-        let fsid = io.cluster.fsid.clone();
-        let name = image_id.to_owned();
-        let order = u64::from(self.cfg.chunk_size.trailing_zeros());
-        let image = blocking(move || {
-            io.create_image(&name, order)?;
-            Image::open(io, &name, None, false)
-        })
-        .await?;
-        let result = match self.put_inner(image, body).await {
-            Ok((image, size)) => blocking(move || image.snapshot_protected(SNAP))
-                .await
-                .map(|()| size),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(size) => Ok(Stored {
-                location: self.location_of(&fsid, image_id),
-                size,
-            }),
-            Err(e) => {
-                if let Err(del) = self
-                    .remove(None, image_id.to_owned(), Some(SNAP.to_owned()))
-                    .await
-                {
-                    tracing::error!(image_id, error = %del, "could not remove a failed RBD upload");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
-        let image = self.open_location(location).await?;
-        let image = Arc::new(Mutex::new(image));
-        let img = image.clone();
-        let total = blocking(move || img.lock().map_err(poisoned)?.size()).await?;
-        let (start, end) = match range {
-            Some(r) => (r.start, r.end + 1),
-            None => (0, total),
-        };
-        let chunk = self.cfg.chunk_size;
-        let body = futures::stream::unfold((image, start), move |(image, ofs)| async move {
-            if ofs >= end {
-                return None;
-            }
-            let len = (end - ofs).min(chunk) as usize;
-            let img = image.clone();
-            let read = blocking(move || img.lock().map_err(poisoned)?.read_exact(ofs, len)).await;
-            match read {
-                Ok(b) => Some((Ok(b), (image, ofs + len as u64))),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (image, end))),
-            }
-        })
-        .boxed();
-        Ok(Fetched {
-            total_size: total,
-            body,
-        })
-    }
-
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
-        let image = self.open_location(location).await?;
-        blocking(move || image.size()).await
-    }
-
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
-        let loc = self.parse(location)?;
-        self.remove(loc.pool, loc.image, loc.snap).await
-    }
-
-    /// The upload wrote an image named by the image id (perhaps without its snapshot yet).
-    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError> {
-        self.remove(None, image_id.to_owned(), Some(SNAP.to_owned()))
-            .await
-    }
-
-    /// The pool's images named by an image id (other services' images, such as Nova's
-    /// `<id>_disk` or Cinder's `volume-<id>`, are never listed). An image without its
-    /// snapshot is a partial upload.
-    async fn list(&self) -> Result<Vec<ListedObject>, StoreError> {
-        let io = self.ioctx(None).await?;
-        let pool = self.cfg.pool.clone();
-        let objects = blocking(move || {
-            let mut out = Vec::new();
-            for name in io.list_names()? {
-                if uuid::Uuid::parse_str(&name).is_err() {
-                    continue;
-                }
-                let Some(info) = io.describe(&name, SNAP)? else {
-                    continue;
-                };
-                out.push(ListedObject {
-                    location: location::format(&io.cluster.fsid, &pool, &name, SNAP),
-                    image_id: name,
-                    modified: info.created,
-                    partial: !info.has_snap,
-                });
-            }
-            Ok(out)
-        })
-        .await?;
-        Ok(objects)
-    }
-
-    async fn delete_listed(&self, obj: &ListedObject) -> Result<(), StoreError> {
-        let snap = (!obj.partial).then(|| SNAP.to_owned());
-        self.remove(None, obj.image_id.clone(), snap).await
     }
 }
