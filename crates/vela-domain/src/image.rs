@@ -73,13 +73,60 @@ impl Visibility {
     }
 }
 
+/// A store location URL, e.g. `file:///var/lib/vela/images/<id>` or
+/// `swift+https://user:key@host/v1/…`. It may hold credentials, so `Debug` and `Display` show
+/// it without them ([`LocationUrl::shown`]); the store that serves it reads
+/// [`LocationUrl::as_str`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocationUrl(String);
+
+impl LocationUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        LocationUrl(url.into())
+    }
+
+    /// The URL as stored, credentials included: for the store that serves it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without a `user:password@` part: for logs, messages and image readers.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        without_credentials(&self.0)
+    }
+}
+
+impl std::fmt::Debug for LocationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocationUrl({:?})", self.shown())
+    }
+}
+
+impl std::fmt::Display for LocationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl From<String> for LocationUrl {
+    fn from(url: String) -> Self {
+        LocationUrl(url)
+    }
+}
+
+impl From<&str> for LocationUrl {
+    fn from(url: &str) -> Self {
+        LocationUrl(url.to_owned())
+    }
+}
+
 /// Where an image's data lives in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageLocation {
     /// Store id (the configured store name).
     pub store: String,
-    /// Store-specific URL, e.g. `file:///var/lib/vela/images/<id>`.
-    pub url: String,
+    /// Store-specific URL.
+    pub url: LocationUrl,
     /// The location's metadata, as a client gave it (empty for uploaded data).
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -87,7 +134,7 @@ pub struct ImageLocation {
 impl ImageLocation {
     /// The URL as the API shows it to image readers: without a `user:password@` part.
     pub fn shown_url(&self) -> std::borrow::Cow<'_, str> {
-        without_credentials(&self.url)
+        self.url.shown()
     }
 }
 
@@ -299,6 +346,12 @@ mod tests {
         ] {
             assert_eq!(without_credentials(url), shown, "{url}");
         }
+        let url = LocationUrl::from("http://u:secret@h/x");
+        assert_eq!(url.as_str(), "http://u:secret@h/x");
+        assert_eq!(
+            format!("{url} {url:?}"),
+            "http://h/x LocationUrl(\"http://h/x\")"
+        );
     }
 
     #[test]

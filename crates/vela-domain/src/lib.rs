@@ -24,7 +24,7 @@ pub mod task;
 
 pub use context::RequestContext;
 pub use error::DomainError;
-pub use image::{Image, ImageId, Visibility};
+pub use image::{Image, ImageId, LocationUrl, Visibility};
 pub use rules::ImageRules;
 pub use secret::Secret;
 pub use status::ImageStatus;

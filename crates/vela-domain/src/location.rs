@@ -232,9 +232,9 @@ impl LocationChange {
             for v in values {
                 if let Some(l) = current
                     .iter()
-                    .find(|l| l.url != v.url && l.shown_url() == v.url)
+                    .find(|l| l.url.as_str() != v.url && l.shown_url() == v.url)
                 {
-                    v.url = l.url.clone();
+                    v.url = l.url.as_str().to_owned();
                 }
             }
         }
@@ -553,7 +553,7 @@ mod tests {
         let gone = img
             .change_locations(&LocationChange::Remove(Position::At(0)), &[], "sha512", 64)
             .unwrap();
-        assert_eq!(gone[0].url, "http://a");
+        assert_eq!(gone[0].url.as_str(), "http://a");
         img.status = ImageStatus::Deactivated;
         let e = img
             .change_locations(&LocationChange::Remove(Position::End), &[], "sha512", 64)

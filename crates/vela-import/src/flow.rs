@@ -11,7 +11,7 @@ use vela_domain::import::{
     IMPORT_LOCK, STAGED_DATA,
 };
 use vela_domain::task::{Task, TaskStatus, TaskType};
-use vela_domain::{DomainError, Image, ImageId, ImageStatus};
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, LocationUrl};
 use vela_store::digest::{FormatCheck, Limits, Options};
 use vela_store::ingest::{ingest, IngestError, Ingested};
 
@@ -215,7 +215,7 @@ pub(crate) struct Run {
     /// Data this run wrote to stores and did not record in the image yet.
     written: Vec<ImageLocation>,
     /// Staged data of this image (removed at the end).
-    staged: Option<String>,
+    staged: Option<LocationUrl>,
     /// This run's scratch directory.
     work: Option<std::path::PathBuf>,
     copy: bool,
@@ -343,7 +343,7 @@ impl Run {
                 Ok(())
             })
             .await?;
-        self.staged = img.properties.get(STAGED_DATA).cloned();
+        self.staged = img.properties.get(STAGED_DATA).map(|l| l.as_str().into());
         let mut img = img;
 
         let mut source = match &p.req.method {
@@ -469,7 +469,7 @@ impl Run {
             },
             check: None,
         };
-        let got = ingest(staging.as_ref(), image.as_str(), body, opts)
+        let got = ingest(staging.as_ref(), image, body, opts)
             .await
             .map_err(|e| ImportError::failed(describe(&e)))?;
         if let Some(e) = expected {
@@ -482,7 +482,8 @@ impl Run {
         let loc = got.stored.location.clone();
         let size = got.digest.size;
         self.update(image, move |img, _| {
-            img.properties.insert(STAGED_DATA.to_owned(), loc);
+            img.properties
+                .insert(STAGED_DATA.to_owned(), loc.as_str().to_owned());
             img.size = i64::try_from(size).ok();
             Ok(())
         })
@@ -605,7 +606,7 @@ impl Run {
                 rules: self.imp.inner.cfg.inspection.clone(),
             }),
         };
-        let got = ingest(store.as_ref(), p.image.as_str(), body, opts)
+        let got = ingest(store.as_ref(), &p.image, body, opts)
             .await
             .map_err(|e| ImportError::failed(describe(&e)))?;
         // Every copy must be the same data: the first store's (or, for a copy, the image's).
@@ -654,7 +655,7 @@ impl Run {
         // Staged data goes before the image is released (a failed image returns to `queued`,
         // and a new stage must not meet this run's clean-up).
         if let Some(img) = &image {
-            self.imp.remove_staged(img, self.staged.as_deref()).await;
+            self.imp.remove_staged(img, self.staged.as_ref()).await;
         }
         if let Some(e) = &failure {
             tracing::warn!(task_id = %self.task.id, error = %e, "import failed");
@@ -760,7 +761,7 @@ impl Run {
         for loc in std::mem::take(&mut self.written) {
             if let Ok(store) = self.imp.inner.stores.store_of(&loc.store) {
                 if let Err(e) = store.delete(&loc.url).await {
-                    tracing::warn!(task_id, location = %vela_store::outbound::redact_str(&loc.url), error = %e, "could not remove data of a failed import");
+                    tracing::warn!(task_id, location = %loc.url, error = %e, "could not remove data of a failed import");
                 }
             }
         }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use vela_db::{Db, DbError};
 use vela_domain::import::{FAILED_IMPORT, IMPORTING_TO, IMPORT_LOCK, STAGED_DATA};
 use vela_domain::task::{Task, TaskStatus};
-use vela_domain::{DomainError, Image, ImageId, ImageStatus, Micros};
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, LocationUrl, Micros};
 use vela_store::digest::HashAlgo;
 use vela_store::outbound::OutboundClient;
 use vela_store::{Store, Stores};
@@ -296,11 +296,11 @@ impl Importer {
         // nothing a user starts once the image is released can be mistaken for it.
         match self.inner.db.get_image(&image, true).await {
             Ok(img) if img.properties.get(IMPORT_LOCK) == Some(&task.id) => {
-                let staged = img.properties.get(STAGED_DATA).cloned();
-                self.remove_staged(&image, staged.as_deref()).await;
+                let staged = img.properties.get(STAGED_DATA).map(|l| l.as_str().into());
+                self.remove_staged(&image, staged.as_ref()).await;
                 for store in vela_domain::import::store_list(&img, IMPORTING_TO) {
                     if let Some(s) = self.inner.stores.get(&store) {
-                        if let Err(e) = s.abort_partial(image.as_str()).await {
+                        if let Err(e) = s.abort_partial(&image).await {
                             tracing::warn!(image_id = %image, store, error = %e, "could not remove partial data");
                         }
                     }
@@ -332,14 +332,14 @@ impl Importer {
     }
 
     /// Removes staged data (missing is fine).
-    pub async fn remove_staged(&self, image: &ImageId, location: Option<&str>) {
+    pub async fn remove_staged(&self, image: &ImageId, location: Option<&LocationUrl>) {
         let staging = &self.inner.staging;
         if let Some(loc) = location {
             if let Err(e) = staging.delete(loc).await {
                 tracing::warn!(image_id = %image, error = %e, "could not remove staged data");
             }
         }
-        if let Err(e) = staging.abort_partial(image.as_str()).await {
+        if let Err(e) = staging.abort_partial(image).await {
             tracing::warn!(image_id = %image, error = %e, "could not remove partial staged data");
         }
     }

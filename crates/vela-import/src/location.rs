@@ -10,9 +10,8 @@ use vela_domain::image::ImageLocation;
 use vela_domain::location::{
     LocationChange, LocationValue, Position, ResolvedLocation, ValidationData,
 };
-use vela_domain::{DomainError, ImageId, ImageStatus};
+use vela_domain::{DomainError, ImageId, ImageStatus, LocationUrl};
 use vela_store::digest::{digesting_with, FormatCheck, HashAlgo, Limits, Options};
-use vela_store::outbound::redact_str;
 use vela_store::Store;
 
 use crate::flow::Run;
@@ -37,8 +36,8 @@ impl Run {
     ) -> Result<(), ImportError> {
         let cfg = &self.imp.inner.cfg;
         let (algo, cap) = (cfg.hash_algo, cfg.image_size_cap);
-        let url = job.value.url.clone();
-        let shown = redact_str(&url);
+        let url = LocationUrl::from(job.value.url.clone());
+        let shown = url.to_string();
         let size = match job.store.size(&url).await {
             Ok(n) if n > 0 => n,
             Ok(_) => return Err(ImportError::failed(format!("{shown} holds no data"))),

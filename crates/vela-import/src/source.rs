@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use vela_store::{ByteStream, Store};
+use vela_store::{ByteStream, LocationUrl, Store};
 
 /// The data an import writes to its stores.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub enum Source {
     /// Data in a store (the staging area, or the image's own store for a copy).
     Stored {
         store: Arc<dyn Store>,
-        location: String,
+        location: LocationUrl,
     },
     /// A file in the run's scratch space (a plugin's output).
     Local(PathBuf),

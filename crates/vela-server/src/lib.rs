@@ -107,7 +107,7 @@ pub async fn sweep_abandoned_uploads(
             Err(e) => return Err(e.into()),
         }
         for store in stores.all().iter().chain(std::iter::once(staging)) {
-            store.abort_partial(id.as_str()).await?;
+            store.abort_partial(&id).await?;
         }
         let res = db
             .update_image(&id, false, |img| {
@@ -200,7 +200,7 @@ async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result
             continue;
         }
         store.delete_listed(&obj).await?;
-        tracing::warn!(location = %redact_str(&obj.location), image_id = %obj.image_id, "removed unreferenced image data");
+        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced image data");
         report.removed += 1;
     }
     Ok(report)
@@ -229,13 +229,13 @@ pub async fn gc_staging(
         .unwrap_or(std::time::UNIX_EPOCH);
     let mut report = GcReport::default();
     for obj in objects {
-        let in_use = referenced.contains(&obj.location) || busy.contains(&obj.image_id);
+        let in_use = referenced.contains(obj.location.as_str()) || busy.contains(&obj.image_id);
         if in_use || obj.modified > cutoff {
             report.kept += 1;
             continue;
         }
         staging.delete_listed(&obj).await?;
-        tracing::warn!(location = %redact_str(&obj.location), image_id = %obj.image_id, "removed unreferenced staged data");
+        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced staged data");
         report.removed += 1;
     }
     Ok(report)

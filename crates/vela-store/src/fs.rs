@@ -15,7 +15,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::digest::CHUNK;
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
+use crate::{
+    ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
+};
 
 const PARTIAL: &str = ".partial";
 const SCHEME: &str = "file://";
@@ -250,15 +252,18 @@ impl Store for FsStore {
         "file"
     }
 
-    fn owns(&self, location: &str) -> bool {
+    fn owns(&self, location: &LocationUrl) -> bool {
+        let location = location.as_str();
         self.path_of(location).is_ok()
     }
 
-    fn local_path(&self, location: &str) -> Option<PathBuf> {
+    fn local_path(&self, location: &LocationUrl) -> Option<PathBuf> {
+        let location = location.as_str();
         self.path_of(location).ok()
     }
 
-    async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put(&self, image_id: &ImageId, mut body: ByteStream) -> Result<Stored, StoreError> {
+        let image_id = image_id.as_str();
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(io::Error::other("invalid object name")));
         }
@@ -298,7 +303,7 @@ impl Store for FsStore {
         drop(tx);
         match writer.await {
             Ok(Ok(size)) => Ok(Stored {
-                location: format!("{SCHEME}{}", dest.display()),
+                location: format!("{SCHEME}{}", dest.display()).into(),
                 size,
             }),
             Ok(Err(e)) => {
@@ -312,7 +317,12 @@ impl Store for FsStore {
         }
     }
 
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         let f = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -329,7 +339,8 @@ impl Store for FsStore {
         Ok(Fetched { total_size, body })
     }
 
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         match tokio::fs::metadata(&path).await {
             Ok(m) => Ok(m.len()),
@@ -340,7 +351,8 @@ impl Store for FsStore {
         }
     }
 
-    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError> {
+    async fn abort_partial(&self, image_id: &ImageId) -> Result<(), StoreError> {
+        let image_id = image_id.as_str();
         let prefix = format!("{image_id}.");
         let mut entries = tokio::fs::read_dir(self.dir.join(PARTIAL))
             .await
@@ -372,7 +384,7 @@ impl Store for FsStore {
                     false => name.clone(),
                 };
                 out.push(ListedObject {
-                    location: format!("{SCHEME}{}", entry.path().display()),
+                    location: format!("{SCHEME}{}", entry.path().display()).into(),
                     image_id,
                     modified: meta.modified().map_err(StoreError::io)?,
                     partial,
@@ -386,8 +398,13 @@ impl Store for FsStore {
         if !obj.partial {
             return self.delete(&obj.location).await;
         }
-        let foreign = || StoreError::ForeignLocation(obj.location.clone());
-        let path = Path::new(obj.location.strip_prefix(SCHEME).ok_or_else(foreign)?);
+        let foreign = || StoreError::ForeignLocation(obj.location.to_string());
+        let path = Path::new(
+            obj.location
+                .as_str()
+                .strip_prefix(SCHEME)
+                .ok_or_else(foreign)?,
+        );
         if path.parent() != Some(self.dir.join(PARTIAL).as_path()) {
             return Err(foreign());
         }
@@ -398,7 +415,8 @@ impl Store for FsStore {
         }
     }
 
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
@@ -417,7 +435,7 @@ mod tests {
         futures::stream::iter(parts).boxed()
     }
 
-    async fn read_all(s: &FsStore, loc: &str, r: Option<ByteRange>) -> Vec<u8> {
+    async fn read_all(s: &FsStore, loc: &LocationUrl, r: Option<ByteRange>) -> Vec<u8> {
         let f = s.get(loc, r).await.unwrap();
         let chunks: Vec<Bytes> = f.body.try_collect().await.unwrap();
         chunks.concat()
@@ -429,7 +447,7 @@ mod tests {
         let s = FsStore::open("file", dir.path()).unwrap();
         let stored = s
             .put(
-                "img1",
+                &ImageId::generate(),
                 body(vec![
                     Ok(Bytes::from_static(b"hello ")),
                     Ok(Bytes::from_static(b"world")),
@@ -456,9 +474,10 @@ mod tests {
     async fn failed_body_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStore::open("file", dir.path()).unwrap();
+        let id = ImageId::generate();
         let err = s
             .put(
-                "img2",
+                &id,
                 body(vec![
                     Ok(Bytes::from_static(b"abc")),
                     Err(io::Error::other("cut")),
@@ -467,7 +486,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Body(_)));
-        assert!(!dir.path().join("img2").exists());
+        assert!(!dir.path().join(id.as_str()).exists());
         assert_eq!(
             std::fs::read_dir(dir.path().join(PARTIAL)).unwrap().count(),
             0
@@ -479,16 +498,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStore::open("file", dir.path()).unwrap();
         assert!(matches!(
-            s.get("file:///etc/passwd", None).await,
+            s.get(&"file:///etc/passwd".into(), None).await,
             Err(StoreError::ForeignLocation(_))
         ));
         assert!(matches!(
-            s.delete("s3://x/y").await,
+            s.delete(&"s3://x/y".into()).await,
             Err(StoreError::ForeignLocation(_))
         ));
         let partial = format!("file://{}/.partial", s.dir().display());
         assert!(matches!(
-            s.delete(&partial).await,
+            s.delete(&partial.into()).await,
             Err(StoreError::ForeignLocation(_))
         ));
     }

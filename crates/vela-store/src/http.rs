@@ -8,7 +8,9 @@ use futures::{StreamExt, TryStreamExt};
 use crate::outbound::{
     redact_str, ClientOpts, FilterOpts, OutboundClient, OutboundError, OutboundResponse,
 };
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
+use crate::{
+    ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
+};
 
 /// The HTTP store's settings.
 #[derive(Debug, Clone, Default)]
@@ -94,31 +96,31 @@ impl HttpStore {
         })
     }
 
-    fn check_owned(&self, location: &str) -> Result<(), StoreError> {
+    fn check_owned(&self, location: &LocationUrl) -> Result<(), StoreError> {
         if !self.owns(location) {
-            return Err(StoreError::ForeignLocation(redact_str(location)));
+            return Err(StoreError::ForeignLocation(location.to_string()));
         }
         Ok(())
     }
 
-    async fn head(&self, location: &str) -> Result<OutboundResponse, StoreError> {
+    async fn head(&self, location: &LocationUrl) -> Result<OutboundResponse, StoreError> {
         self.check_owned(location)?;
         self.http
-            .head(location)
+            .head(location.as_str())
             .await
-            .map_err(|e| store_error(location, e))
+            .map_err(|e| store_error(location.as_str(), e))
     }
 
     async fn fetch(
         &self,
-        location: &str,
+        location: &LocationUrl,
         range: Option<ByteRange>,
     ) -> Result<OutboundResponse, StoreError> {
         self.check_owned(location)?;
         self.http
-            .get(location, range, None)
+            .get(location.as_str(), range, None)
             .await
-            .map_err(|e| store_error(location, e))
+            .map_err(|e| store_error(location.as_str(), e))
     }
 }
 
@@ -132,7 +134,8 @@ impl Store for HttpStore {
         "http"
     }
 
-    fn owns(&self, location: &str) -> bool {
+    fn owns(&self, location: &LocationUrl) -> bool {
+        let location = location.as_str();
         let l = location.as_bytes();
         let has = |p: &str| l.len() > p.len() && l[..p.len()].eq_ignore_ascii_case(p.as_bytes());
         has("http://") || has("https://")
@@ -146,11 +149,15 @@ impl Store for HttpStore {
         true
     }
 
-    async fn put(&self, _image_id: &str, _body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put(&self, _image_id: &ImageId, _body: ByteStream) -> Result<Stored, StoreError> {
         Err(StoreError::ReadOnly(self.id.clone()))
     }
 
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError> {
         let resp = self.fetch(location, range).await?;
         let partial = resp.status() == 206;
         let total = if partial {
@@ -174,27 +181,24 @@ impl Store for HttpStore {
         })
     }
 
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError> {
         let resp = self.head(location).await?;
         resp.content_length().ok_or_else(|| {
-            StoreError::BadLocation(format!(
-                "{} answered without a Content-Length",
-                redact_str(location)
-            ))
+            StoreError::BadLocation(format!("{location} answered without a Content-Length"))
         })
     }
 
     /// The data is not Vela's: nothing is deleted (Glance logs and goes on, too).
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError> {
         tracing::info!(
             store = %self.id,
-            location = %redact_str(location),
+            %location,
             "read-only store: the remote data is left in place"
         );
         Ok(())
     }
 
-    async fn abort_partial(&self, _image_id: &str) -> Result<(), StoreError> {
+    async fn abort_partial(&self, _image_id: &ImageId) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -255,10 +259,10 @@ mod tests {
     #[test]
     fn owns_http_urls_only() {
         let s = HttpStore::new("web", &HttpConfig::default()).unwrap();
-        assert!(s.owns("http://example.org/x"));
-        assert!(s.owns("HTTPS://example.org/x"));
-        assert!(!s.owns("file:///x"));
-        assert!(!s.owns("http://"));
+        assert!(s.owns(&"http://example.org/x".into()));
+        assert!(s.owns(&"HTTPS://example.org/x".into()));
+        assert!(!s.owns(&"file:///x".into()));
+        assert!(!s.owns(&"http://".into()));
     }
 
     #[tokio::test]
@@ -270,7 +274,8 @@ mod tests {
             "http://localhost/x",
             "http://[::1]/x",
         ] {
-            match s.size(url).await {
+            let url = LocationUrl::from(url);
+            match s.size(&url).await {
                 Err(StoreError::BadLocation(m)) => {
                     assert!(m.contains("refused"), "{url}: {m}");
                     assert!(!m.contains("secret"), "{m}");
@@ -278,7 +283,7 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
             assert!(matches!(
-                s.get(url, None).await,
+                s.get(&url, None).await,
                 Err(StoreError::BadLocation(_))
             ));
         }

@@ -3,7 +3,7 @@
 //! inspected on its way to the store; refused or broken data is never left behind.
 
 use crate::digest::{digesting_with, BodyError, Digest, Options};
-use crate::{ByteStream, Store, StoreError, Stored};
+use crate::{ByteStream, ImageId, Store, StoreError, Stored};
 
 /// Why data could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub struct Ingested {
 /// the store.
 pub async fn ingest(
     store: &dyn Store,
-    image_id: &str,
+    image_id: &ImageId,
     body: ByteStream,
     opts: Options,
 ) -> Result<Ingested, IngestError> {
@@ -37,7 +37,7 @@ pub async fn ingest(
             Ok(digest) => Ok(Ingested { stored, digest }),
             Err(e) => {
                 if let Err(del) = store.delete(&stored.location).await {
-                    tracing::error!(image_id, error = %del, "could not remove refused data");
+                    tracing::error!(%image_id, error = %del, "could not remove refused data");
                 }
                 Err(e.into())
             }

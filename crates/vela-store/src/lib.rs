@@ -19,6 +19,8 @@ pub use settings::StoreSettings;
 
 use std::fmt::Debug;
 
+pub use vela_domain::{ImageId, LocationUrl};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -49,7 +51,7 @@ impl ByteRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// Where the data now lives (store specific URL).
-    pub location: String,
+    pub location: LocationUrl,
     /// Bytes written.
     pub size: u64,
 }
@@ -66,8 +68,9 @@ pub struct Fetched {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
     /// Its location (for complete objects) as [`Store::put`] returned it.
-    pub location: String,
-    /// The image the object was written for.
+    pub location: LocationUrl,
+    /// The name the object was written under: the image id, for objects Vela wrote (any
+    /// other name is listed as found).
     pub image_id: String,
     /// Last modification.
     pub modified: std::time::SystemTime,
@@ -138,7 +141,7 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The driver name ("file").
     fn kind(&self) -> &'static str;
     /// Whether `location` is one of this store's URLs.
-    fn owns(&self, location: &str) -> bool;
+    fn owns(&self, location: &LocationUrl) -> bool;
     /// Whether API users may add locations of this store to images. Stores that reach their
     /// data with Vela's own credentials refuse (a client could otherwise point an image at
     /// another image's data); a public URL store accepts.
@@ -151,20 +154,24 @@ pub trait Store: Send + Sync + Debug + 'static {
     }
     /// The local file holding the data at `location`, for stores that keep plain files
     /// (tools such as `qemu-img` then read it in place).
-    fn local_path(&self, _location: &str) -> Option<std::path::PathBuf> {
+    fn local_path(&self, _location: &LocationUrl) -> Option<std::path::PathBuf> {
         None
     }
     /// Writes the whole stream as the data of `image_id`.
-    async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError>;
+    async fn put(&self, image_id: &ImageId, body: ByteStream) -> Result<Stored, StoreError>;
     /// Opens the data at `location`, optionally only `range`.
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError>;
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError>;
     /// Size of the data at `location`.
-    async fn size(&self, location: &str) -> Result<u64, StoreError>;
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError>;
     /// Removes the data at `location`.
-    async fn delete(&self, location: &str) -> Result<(), StoreError>;
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError>;
     /// Removes whatever an interrupted `put` of `image_id` (possibly by another process)
     /// left behind. Only called once that upload is known to be abandoned.
-    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError>;
+    async fn abort_partial(&self, image_id: &ImageId) -> Result<(), StoreError>;
     /// Everything the store holds, complete and partial, for garbage collection.
     async fn list(&self) -> Result<Vec<ListedObject>, StoreError>;
     /// Removes exactly one object found by [`Store::list`]. Missing is `Ok`.
@@ -217,7 +224,7 @@ impl Stores {
     }
 
     /// The store (configured or implicit) whose URL `location` is.
-    pub fn owner_of(&self, location: &str) -> Option<&std::sync::Arc<dyn Store>> {
+    pub fn owner_of(&self, location: &LocationUrl) -> Option<&std::sync::Arc<dyn Store>> {
         self.all
             .iter()
             .chain(self.implicit.iter())

@@ -17,7 +17,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
 
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
+use crate::{
+    ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
+};
 
 /// Where an S3 store is and how to sign requests to it.
 #[derive(Debug, Clone)]
@@ -206,10 +208,12 @@ impl Store for ObjectBackend {
         self.kind
     }
 
-    fn owns(&self, location: &str) -> bool {
+    fn owns(&self, location: &LocationUrl) -> bool {
+        let location = location.as_str();
         self.path_of(location).is_ok()
     }
-    async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put(&self, image_id: &ImageId, mut body: ByteStream) -> Result<Stored, StoreError> {
+        let image_id = image_id.as_str();
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(std::io::Error::other("invalid object name")));
         }
@@ -239,12 +243,17 @@ impl Store for ObjectBackend {
             self.put_multipart(&path, head, body).await?
         };
         Ok(Stored {
-            location: self.location_of(&key),
+            location: self.location_of(&key).into(),
             size,
         })
     }
 
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         let opts = GetOptions {
             range: range.map(|r| GetRange::Bounded(r.start..r.end + 1)),
@@ -263,12 +272,14 @@ impl Store for ObjectBackend {
         Ok(Fetched { total_size, body })
     }
 
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         Ok(self.store.head(&path).await.map_err(store_error)?.size)
     }
 
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError> {
+        let location = location.as_str();
         let path = self.path_of(location)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -276,7 +287,7 @@ impl Store for ObjectBackend {
         }
     }
 
-    async fn abort_partial(&self, _image_id: &str) -> Result<(), StoreError> {
+    async fn abort_partial(&self, _image_id: &ImageId) -> Result<(), StoreError> {
         // An unfinished multipart upload is invisible; the bucket's lifecycle rule reclaims it.
         Ok(())
     }
@@ -298,7 +309,7 @@ impl Store for ObjectBackend {
                 let key = m.location.to_string();
                 let image_id = key.strip_prefix(&self.prefix)?.to_owned();
                 Some(ListedObject {
-                    location: self.location_of(&key),
+                    location: self.location_of(&key).into(),
                     image_id,
                     modified: m.last_modified.into(),
                     partial: false,

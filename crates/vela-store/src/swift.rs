@@ -18,7 +18,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
+use crate::{
+    ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
+};
 
 /// How to authenticate to Swift.
 #[derive(Debug, Clone)]
@@ -449,10 +451,12 @@ impl Store for SwiftStore {
         "swift"
     }
 
-    fn owns(&self, location: &str) -> bool {
+    fn owns(&self, location: &LocationUrl) -> bool {
+        let location = location.as_str();
         self.key_of(location).is_ok()
     }
-    async fn put(&self, image_id: &str, mut body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put(&self, image_id: &ImageId, mut body: ByteStream) -> Result<Stored, StoreError> {
+        let image_id = image_id.as_str();
         if image_id.is_empty() || image_id.contains(['/', '\\', '.']) {
             return Err(StoreError::Io(std::io::Error::other("invalid object name")));
         }
@@ -522,7 +526,7 @@ impl Store for SwiftStore {
         }
         // A Swift without the `slo` middleware keeps the manifest as a plain object and says
         // nothing: the object must have the image's size, or nothing was stored.
-        let location = self.location_of(&key);
+        let location = LocationUrl::from(self.location_of(&key));
         if total > 0 {
             match self.size(&location).await {
                 Ok(n) if n == total => {}
@@ -548,7 +552,12 @@ impl Store for SwiftStore {
         })
     }
 
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError> {
+        let location = location.as_str();
         let key = self.key_of(location)?;
         let path = self.object_path(&key);
         let range_header = range.map(|r| format!("bytes={}-{}", r.start, r.end));
@@ -578,7 +587,8 @@ impl Store for SwiftStore {
         Ok(Fetched { total_size, body })
     }
 
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError> {
+        let location = location.as_str();
         let key = self.key_of(location)?;
         let path = self.object_path(&key);
         let resp = self
@@ -592,7 +602,8 @@ impl Store for SwiftStore {
             .ok_or_else(|| unavailable("Swift sent no object size"))
     }
 
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError> {
+        let location = location.as_str();
         let key = self.key_of(location)?;
         let path = self.object_path(&key);
         // Removes the manifest and its segments; then the object itself, in case it was a plain
@@ -602,7 +613,8 @@ impl Store for SwiftStore {
         self.delete_path(&path, "").await
     }
 
-    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError> {
+    async fn abort_partial(&self, image_id: &ImageId) -> Result<(), StoreError> {
+        let image_id = image_id.as_str();
         let prefix = format!("{}{image_id}/seg/", self.cfg.prefix);
         for obj in self.listing(&prefix).await? {
             self.delete_path(&self.object_path(&obj.0), "").await?;
@@ -621,7 +633,7 @@ impl Store for SwiftStore {
                 None => (rest.to_owned(), false),
             };
             out.push(ListedObject {
-                location: self.location_of(&name),
+                location: self.location_of(&name).into(),
                 image_id,
                 modified,
                 partial,
@@ -632,7 +644,7 @@ impl Store for SwiftStore {
 
     async fn delete_listed(&self, obj: &ListedObject) -> Result<(), StoreError> {
         if obj.partial {
-            let key = self.key_of(&obj.location)?;
+            let key = self.key_of(obj.location.as_str())?;
             return self.delete_path(&self.object_path(&key), "").await;
         }
         self.delete(&obj.location).await

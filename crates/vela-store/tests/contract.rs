@@ -15,7 +15,7 @@ use md5::{Digest, Md5};
 use vela_store::fs::FsStore;
 use vela_store::object::{ObjectBackend, S3Config};
 use vela_store::swift::{SwiftAuth, SwiftConfig, SwiftStore};
-use vela_store::{ByteRange, ByteStream, Store, StoreError};
+use vela_store::{ByteRange, ByteStream, ImageId, LocationUrl, Store, StoreError};
 
 const MIB: u64 = 1 << 20;
 
@@ -47,8 +47,8 @@ async fn collect(s: ByteStream) -> Vec<u8> {
     s.map(|c| c.unwrap().to_vec()).concat().await
 }
 
-fn image_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+fn image_id() -> ImageId {
+    ImageId::generate()
 }
 
 /// Every contract check against one store.
@@ -86,7 +86,9 @@ async fn contract(store: Arc<dyn Store>) {
             }
         }
         let listed = store.list().await.unwrap();
-        assert!(listed.iter().any(|o| o.image_id == id && !o.partial));
+        assert!(listed
+            .iter()
+            .any(|o| o.image_id == id.as_str() && !o.partial));
 
         // Delete is idempotent; the data is gone.
         store.delete(&stored.location).await.unwrap();
@@ -102,7 +104,7 @@ async fn contract(store: Arc<dyn Store>) {
         // Nothing of it is left, not even parts or segments.
         let listed = store.list().await.unwrap();
         assert!(
-            !listed.iter().any(|o| o.image_id == id),
+            !listed.iter().any(|o| o.image_id == id.as_str()),
             "{}: data of a deleted {len}-byte object left: {listed:?}",
             store.id()
         );
@@ -122,7 +124,7 @@ async fn contract(store: Arc<dyn Store>) {
         ));
         let listed = store.list().await.unwrap();
         assert!(
-            !listed.iter().any(|o| o.image_id == id),
+            !listed.iter().any(|o| o.image_id == id.as_str()),
             "{}: a failed upload of {len} left data: {listed:?}",
             store.id()
         );
@@ -130,7 +132,7 @@ async fn contract(store: Arc<dyn Store>) {
 
     // Locations of other stores are refused.
     assert!(matches!(
-        store.get("nowhere://x/y", None).await,
+        store.get(&"nowhere://x/y".into(), None).await,
         Err(StoreError::ForeignLocation(_))
     ));
 }
@@ -158,7 +160,7 @@ fn s3_config() -> Option<S3Config> {
         bucket: var("VELA_S3_BUCKET"),
         access_key: var("VELA_S3_ACCESS_KEY"),
         secret_key: var("VELA_S3_SECRET_KEY").into(),
-        prefix: format!("contract-{}/", &image_id()[..8]),
+        prefix: format!("contract-{}/", &image_id().as_str()[..8]),
         virtual_hosted_style: false,
         part_size: 5 << 20,
         parts_in_flight: 2,
@@ -176,7 +178,7 @@ async fn unreachable_s3_is_a_typed_error() {
     let Some(mut cfg) = s3_config() else { return };
     cfg.endpoint = "http://127.0.0.1:9".into();
     let store = ObjectBackend::s3("s3", &cfg).unwrap();
-    let loc = format!("s3://{}/{}x", cfg.bucket, cfg.prefix);
+    let loc = LocationUrl::from(format!("s3://{}/{}x", cfg.bucket, cfg.prefix));
     let t0 = std::time::Instant::now();
     assert!(matches!(
         store.get(&loc, None).await,
@@ -221,7 +223,7 @@ fn swift_settings(auth: SwiftAuth) -> SwiftConfig {
     SwiftConfig {
         auth,
         container: "vela-contract".into(),
-        prefix: format!("contract-{}/", &image_id()[..8]),
+        prefix: format!("contract-{}/", &image_id().as_str()[..8]),
         // Small segments, so that 5 MiB + 1 and 1 GiB are multi-segment objects.
         segment_size: 4 * MIB,
     }
@@ -352,11 +354,12 @@ async fn rbd_store_keeps_the_contract() {
     let stored = store.put(&id, data(5, 10)).await.unwrap();
     let parts: Vec<&str> = stored
         .location
+        .as_str()
         .trim_start_matches("rbd://")
         .split('/')
         .collect();
     assert_eq!(parts.len(), 4, "{}", stored.location);
-    assert_eq!(parts[2], id);
+    assert_eq!(parts[2], id.as_str());
     assert_eq!(parts[3], "snap");
     // A clone of the snapshot (what Nova and Cinder make, here with Ceph's own `rbd` tool)
     // keeps the data in use: deleting it is refused, typed, and works once the clone is gone.

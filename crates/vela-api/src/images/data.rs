@@ -259,8 +259,10 @@ fn record(
         Target::Staging => {
             img.size = i64::try_from(got.digest.size).ok();
             img.upload_lease_until = None;
-            img.properties
-                .insert(STAGED_DATA.to_owned(), got.stored.location.clone());
+            img.properties.insert(
+                STAGED_DATA.to_owned(),
+                got.stored.location.as_str().to_owned(),
+            );
             Ok(())
         }
     }
@@ -274,7 +276,7 @@ async fn receive(
     opts: Options,
     target: Target,
 ) -> Result<(), ApiError> {
-    let result = match ingest(store, id.as_str(), body, opts).await {
+    let result = match ingest(store, &id, body, opts).await {
         Ok(got) => {
             let recorded = state
                 .db
@@ -377,7 +379,7 @@ pub async fn download(
             Ok(resp) => return Ok(resp),
             Err(Served::Client(e)) => return Err(e),
             Err(Served::Store(e)) => {
-                tracing::warn!(image_id = %id, location = %vela_store::outbound::redact_str(&loc.url), error = %e, "could not read image data; trying the next location");
+                tracing::warn!(image_id = %id, location = %loc.url, error = %e, "could not read image data; trying the next location");
                 failed = Some(e);
             }
         }

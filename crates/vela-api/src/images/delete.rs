@@ -22,7 +22,10 @@ pub async fn delete(
     .await?;
     // Staged data goes at once, whatever happens to the image's own data.
     if let Some(staged) = img.properties.get(vela_domain::import::STAGED_DATA) {
-        state.importer.remove_staged(&id, Some(staged)).await;
+        state
+            .importer
+            .remove_staged(&id, Some(&staged.as_str().into()))
+            .await;
     }
     if img.status == vela_domain::ImageStatus::PendingDelete {
         tracing::info!(image_id = %id, request_id = %ctx.request_id, "image pending delete");

@@ -21,7 +21,7 @@ use vela_domain::location::{LocationChange, LocationValue, ResolvedLocation, Val
 use vela_domain::patch::{self, Dialect, PatchOp};
 use vela_domain::policy::Action;
 use vela_domain::task::{Task, TaskType};
-use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, LocationUrl, RequestContext};
 use vela_store::outbound::{redact_str, OutboundError};
 use vela_store::{Store, StoreError};
 
@@ -35,7 +35,7 @@ fn invalid_location() -> ApiError {
 }
 
 /// The store that serves `url`, if clients may add its locations.
-fn external_store<'a>(state: &'a AppState, url: &str) -> Option<&'a Arc<dyn Store>> {
+fn external_store<'a>(state: &'a AppState, url: &LocationUrl) -> Option<&'a Arc<dyn Store>> {
     state
         .stores
         .owner_of(url)
@@ -47,15 +47,15 @@ fn external_store<'a>(state: &'a AppState, url: &str) -> Option<&'a Arc<dyn Stor
 async fn check_outbound(
     state: &AppState,
     store: &dyn Store,
-    url: &str,
+    url: &LocationUrl,
 ) -> Result<(), OutboundError> {
     if store.kind() != "http" {
         return Ok(());
     }
-    match state.cfg.outbound.check_resolved(url).await {
+    match state.cfg.outbound.check_resolved(url.as_str()).await {
         Ok(_) => Ok(()),
         Err(e) => {
-            tracing::info!(url = %redact_str(url), error = %e, "location URL refused");
+            tracing::info!(%url, error = %e, "location URL refused");
             Err(e)
         }
     }
@@ -69,8 +69,9 @@ async fn resolve(
 ) -> Result<Vec<ResolvedLocation>, ApiError> {
     let mut out = Vec::with_capacity(values.len());
     for v in values {
-        let store = external_store(state, &v.url).ok_or_else(invalid_location)?;
-        match check_outbound(state, store.as_ref(), &v.url).await {
+        let url = LocationUrl::from(v.url.as_str());
+        let store = external_store(state, &url).ok_or_else(invalid_location)?;
+        match check_outbound(state, store.as_ref(), &url).await {
             Ok(()) => {}
             Err(OutboundError::Refused(_) | OutboundError::BadUrl(_)) => {
                 return Err(invalid_location())
@@ -79,18 +80,18 @@ async fn resolve(
             Err(_) if queued => return Err(ApiError::bad_request("The Store URI was malformed.")),
             Err(_) => return Err(invalid_location()),
         }
-        let size = match store.size(&v.url).await {
+        let size = match store.size(&url).await {
             Ok(n) if n > 0 => n,
             Ok(_) | Err(StoreError::NotFound(_) | StoreError::BadLocation(_)) => {
                 return Err(invalid_location())
             }
             // Glance's wording when it cannot reach the URL of a queued image.
             Err(e) if queued => {
-                tracing::info!(url = %redact_str(&v.url), error = %e, "location not reachable");
+                tracing::info!(%url, error = %e, "location not reachable");
                 return Err(ApiError::bad_request("The Store URI was malformed."));
             }
             Err(e) => {
-                tracing::info!(url = %redact_str(&v.url), error = %e, "location not reachable");
+                tracing::info!(%url, error = %e, "location not reachable");
                 return Err(invalid_location());
             }
         };
@@ -102,7 +103,7 @@ async fn resolve(
         out.push(ResolvedLocation {
             location: ImageLocation {
                 store: store.id().to_owned(),
-                url: v.url.clone(),
+                url,
                 metadata,
             },
             size,
@@ -291,7 +292,7 @@ pub async fn add(
         .policy
         .enforce_on_image(Action::AddImageLocation, &ctx, &img)?;
     let (url, validation) = parse_add_body(&body)?;
-    let store = external_store(&state, &url).cloned();
+    let store = external_store(&state, &LocationUrl::from(url.as_str())).cloned();
     if !ctx.has_role("service") && store.as_ref().is_none_or(|s| s.kind() != "http") {
         return Err(ApiError::forbidden(
             "http store must be enabled to use location API by normal user.",
@@ -315,7 +316,7 @@ pub async fn add(
     // through the same guarded client (redirects included). Names that do not resolve fail
     // in the background, as unreachable servers do.
     if let Err(OutboundError::Refused(why) | OutboundError::BadUrl(why)) =
-        check_outbound(&state, store.as_ref(), &url).await
+        check_outbound(&state, store.as_ref(), &LocationUrl::from(url.as_str())).await
     {
         return Err(ApiError::bad_request(format!(
             "Location URL refused: {why}"

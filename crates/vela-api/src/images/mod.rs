@@ -96,7 +96,7 @@ pub async fn delete_data(
             Err(e) => Err(e),
         };
         if let Err(e) = deleted {
-            tracing::error!(image_id = %id, location = %vela_store::outbound::redact_str(&loc.url), error = %e, "could not delete image data");
+            tracing::error!(image_id = %id, location = %loc.url, error = %e, "could not delete image data");
         }
     }
 }

@@ -139,7 +139,7 @@ impl Db {
                     }
                     _ => img.locations.push(ImageLocation {
                         store: text(&row, "store")?,
-                        url: text(&row, "url")?,
+                        url: text(&row, "url")?.into(),
                         metadata: location_metadata(&row)?,
                     }),
                 }
@@ -352,7 +352,7 @@ impl Db {
                     .push(", ")
                     .bind(loc.store.clone())
                     .push(", ")
-                    .bind(loc.url.clone())
+                    .bind(loc.url.as_str().to_owned())
                     .push(", ")
                     .bind(metadata)
                     .push(")");
@@ -409,14 +409,18 @@ impl Db {
     }
 
     /// Locations of the data of every image that is not deleted (or awaits the scrubber).
-    pub async fn referenced_locations(&self) -> Result<std::collections::HashSet<String>, DbError> {
+    pub async fn referenced_locations(
+        &self,
+    ) -> Result<std::collections::HashSet<vela_domain::LocationUrl>, DbError> {
         let rows = sqlx::query(
             "SELECT l.url AS url FROM image_locations l JOIN images i ON i.id = l.image_id \
              WHERE i.deleted = 0 OR i.status = 'pending_delete'",
         )
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(|r| text(r, "url")).collect()
+        rows.iter()
+            .map(|r| text(r, "url").map(Into::into))
+            .collect()
     }
 }
 

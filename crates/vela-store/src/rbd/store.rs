@@ -9,7 +9,9 @@ use futures::StreamExt;
 use super::librbd::{Cluster, Image, IoCtx};
 use super::location::{self, RbdLocation};
 use super::RbdConfig;
-use crate::{ByteRange, ByteStream, Fetched, ListedObject, Store, StoreError, Stored};
+use crate::{
+    ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
+};
 
 /// The snapshot every stored image carries (Glance's name).
 const SNAP: &str = "snap";
@@ -169,11 +171,13 @@ impl Store for RbdStore {
         "rbd"
     }
 
-    fn owns(&self, location: &str) -> bool {
+    fn owns(&self, location: &LocationUrl) -> bool {
+        let location = location.as_str();
         self.parse(location).is_ok()
     }
 
-    async fn put(&self, image_id: &str, body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put(&self, image_id: &ImageId, body: ByteStream) -> Result<Stored, StoreError> {
+        let image_id = image_id.as_str();
         let io = self.ioctx(None).await?;
         let fsid = io.cluster.fsid.clone();
         let name = image_id.to_owned();
@@ -191,7 +195,7 @@ impl Store for RbdStore {
         };
         match result {
             Ok(size) => Ok(Stored {
-                location: self.location_of(&fsid, image_id),
+                location: self.location_of(&fsid, image_id).into(),
                 size,
             }),
             Err(e) => {
@@ -206,7 +210,12 @@ impl Store for RbdStore {
         }
     }
 
-    async fn get(&self, location: &str, range: Option<ByteRange>) -> Result<Fetched, StoreError> {
+    async fn get(
+        &self,
+        location: &LocationUrl,
+        range: Option<ByteRange>,
+    ) -> Result<Fetched, StoreError> {
+        let location = location.as_str();
         let image = self.open_location(location).await?;
         let image = Arc::new(Mutex::new(image));
         let img = image.clone();
@@ -235,18 +244,21 @@ impl Store for RbdStore {
         })
     }
 
-    async fn size(&self, location: &str) -> Result<u64, StoreError> {
+    async fn size(&self, location: &LocationUrl) -> Result<u64, StoreError> {
+        let location = location.as_str();
         let image = self.open_location(location).await?;
         blocking(move || image.size()).await
     }
 
-    async fn delete(&self, location: &str) -> Result<(), StoreError> {
+    async fn delete(&self, location: &LocationUrl) -> Result<(), StoreError> {
+        let location = location.as_str();
         let loc = self.parse(location)?;
         self.remove(loc.pool, loc.image, loc.snap).await
     }
 
     /// The upload wrote an image named by the image id (perhaps without its snapshot yet).
-    async fn abort_partial(&self, image_id: &str) -> Result<(), StoreError> {
+    async fn abort_partial(&self, image_id: &ImageId) -> Result<(), StoreError> {
+        let image_id = image_id.as_str();
         self.remove(None, image_id.to_owned(), Some(SNAP.to_owned()))
             .await
     }
@@ -267,7 +279,7 @@ impl Store for RbdStore {
                     continue;
                 };
                 out.push(ListedObject {
-                    location: location::format(&io.cluster.fsid, &pool, &name, SNAP),
+                    location: location::format(&io.cluster.fsid, &pool, &name, SNAP).into(),
                     image_id: name,
                     modified: info.created,
                     partial: !info.has_snap,
