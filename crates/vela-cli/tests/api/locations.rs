@@ -197,17 +197,7 @@ async fn location_patches_follow_glance() {
         return;
     }
     let owner = Persona::member(&app.name("proj"));
-    let resp = app
-        .send(
-            app.request(Method::POST, "/v2/images")
-                .headers(owner.headers())
-                .json(&json!({"name": "x", "disk_format": "raw", "container_format": "bare"})),
-        )
-        .await;
-    let id = expect_json(resp, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = queued_image(&app, &owner).await;
     for (url, want) in [
         (format!("{web}/missing.raw"), "Invalid location"),
         (format!("{web}/empty.raw"), "Invalid location"),
@@ -366,17 +356,7 @@ async fn location_credentials_are_not_shown_to_readers() {
         return;
     }
     let owner = Persona::member(&app.name("proj"));
-    let resp = app
-        .send(
-            app.request(Method::POST, "/v2/images")
-                .headers(owner.headers())
-                .json(&json!({"name": "creds", "disk_format": "raw", "container_format": "bare"})),
-        )
-        .await;
-    let id = expect_json(resp, StatusCode::CREATED).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = queued_image(&app, &owner).await;
     let shown = format!("{web}/a.raw");
     let stored = shown.replacen("http://", "http://vela:s3cret@", 1);
     let resp = patch_as(&app, Some(&owner), &id, &add_location(&stored)).await;
@@ -708,12 +688,13 @@ impl Ssrf {
 }
 
 /// A queued image of `owner`'s project.
+/// A new queued raw image of `owner`'s project.
 async fn queued_image(app: &TestApp, owner: &Persona) -> String {
     let resp = app
         .send(
             app.request(Method::POST, "/v2/images")
                 .headers(owner.headers())
-                .json(&json!({"name": app.name("ssrf"), "disk_format": "raw", "container_format": "bare"})),
+                .json(&json!({"name": app.name("img"), "disk_format": "raw", "container_format": "bare"})),
         )
         .await;
     expect_json(resp, StatusCode::CREATED).await["id"]
