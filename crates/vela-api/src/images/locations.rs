@@ -22,7 +22,7 @@ use vela_domain::patch::{self, Dialect, PatchOp};
 use vela_domain::policy::Action;
 use vela_domain::task::{Task, TaskType};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, LocationUrl, RequestContext};
-use vela_store::outbound::{redact_str, OutboundError};
+use vela_store::outbound::OutboundError;
 use vela_store::{Store, StoreError};
 
 use super::{load_for, load_visible, modify};
@@ -291,8 +291,9 @@ pub async fn add(
     state
         .policy
         .enforce_on_image(Action::AddImageLocation, &ctx, &img)?;
-    let (url, validation) = parse_add_body(&body)?;
-    let store = external_store(&state, &LocationUrl::from(url.as_str())).cloned();
+    let (raw_url, validation) = parse_add_body(&body)?;
+    let url = LocationUrl::from(raw_url.as_str());
+    let store = external_store(&state, &url).cloned();
     if !ctx.has_role("service") && store.as_ref().is_none_or(|s| s.kind() != "http") {
         return Err(ApiError::forbidden(
             "http store must be enabled to use location API by normal user.",
@@ -316,7 +317,7 @@ pub async fn add(
     // through the same guarded client (redirects included). Names that do not resolve fail
     // in the background, as unreachable servers do.
     if let Err(OutboundError::Refused(why) | OutboundError::BadUrl(why)) =
-        check_outbound(&state, store.as_ref(), &LocationUrl::from(url.as_str())).await
+        check_outbound(&state, store.as_ref(), &url).await
     {
         return Err(ApiError::bad_request(format!(
             "Location URL refused: {why}"
@@ -344,7 +345,7 @@ pub async fn add(
     }
     task.input = Some(serde_json::json!({
         "image_id": id.as_str(),
-        "loc_url": redact_str(&url),
+        "loc_url": url.to_string(),
         "validation_data": validation_json,
     }));
     super::import::lock_with_task(
@@ -371,7 +372,7 @@ pub async fn add(
         vela_import::LocationJob {
             store,
             value: LocationValue {
-                url,
+                url: raw_url,
                 metadata: Default::default(),
                 validation,
             },

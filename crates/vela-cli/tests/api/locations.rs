@@ -36,6 +36,17 @@ fn loopback_allowed() -> String {
     filtering(&["127.0.0.0/8", "::1/128"])
 }
 
+/// A server showing image locations (`[images]` settings `extra` added) that may fetch from
+/// the loopback web servers; `None` against an external server.
+async fn showing_locations(extra: &str) -> Option<TestApp> {
+    let app = TestApp::spawn_with_config(&format!(
+        "[images]\nshow_multiple_locations = true\n{extra}{}",
+        loopback_allowed()
+    ))
+    .await;
+    (!app.is_external()).then_some(app)
+}
+
 fn add_location(url: &str) -> Value {
     json!([{"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}}}])
 }
@@ -188,14 +199,9 @@ async fn the_same_image_is_served_from_a_second_store() {
 async fn location_patches_follow_glance() {
     let data = test_data(1000);
     let (web, _dir) = web_server(&[("a.raw", &data), ("empty.raw", b"")]).await;
-    let app = TestApp::spawn_with_config(&format!(
-        "[images]\nshow_multiple_locations = true\n{}",
-        loopback_allowed()
-    ))
-    .await;
-    if app.is_external() {
+    let Some(app) = showing_locations("").await else {
         return;
-    }
+    };
     let owner = Persona::member(&app.name("proj"));
     let id = queued_image(&app, &owner).await;
     for (url, want) in [
@@ -347,14 +353,9 @@ async fn location_patches_follow_glance() {
 async fn location_credentials_are_not_shown_to_readers() {
     let data = test_data(1000);
     let (web, _dir) = web_server(&[("a.raw", &data)]).await;
-    let app = TestApp::spawn_with_config(&format!(
-        "[images]\nshow_multiple_locations = true\nshow_image_direct_url = true\n{}",
-        loopback_allowed()
-    ))
-    .await;
-    if app.is_external() {
+    let Some(app) = showing_locations("show_image_direct_url = true\n").await else {
         return;
-    }
+    };
     let owner = Persona::member(&app.name("proj"));
     let id = queued_image(&app, &owner).await;
     let shown = format!("{web}/a.raw");
@@ -785,14 +786,9 @@ async fn internal_urls_are_refused_by_default() {
 async fn internal_urls_work_when_the_operator_allows_them() {
     let data = test_data(5000);
     let s = Ssrf::start(&data).await;
-    let app = TestApp::spawn_with_config(&format!(
-        "[images]\nshow_multiple_locations = true\n{}",
-        loopback_allowed()
-    ))
-    .await;
-    if app.is_external() {
+    let Some(app) = showing_locations("").await else {
         return;
-    }
+    };
     let member = Persona::member(&app.name("proj"));
     let sha = hex::encode(sha2::Sha512::digest(&data));
     // The URLs the test servers answer (the metadata service and 10.0.0.1 stay refused).
