@@ -908,6 +908,97 @@ else
   step "glance: web-download of a qcow2 with a backing file: task failure, queued" imp_hostile_web_download
 fi
 
+# ================================================================ metadata definitions
+# A fresh Vela has a catalog (its defaults) for Horizon and the CLIs; `vela metadefs load` of
+# Glance's own definition files (from the glance wheel on PyPI, not installed) replaces it, and
+# the CLIs then show Glance's definitions; `vela metadefs export` writes them back.
+M="$WORK/md"
+GLANCE_MD_DIR=""
+
+md_fresh_catalog() {
+  run "$M.list0" "${OSC[@]}" image metadef namespace list -f value -c namespace || return 1
+  expect_line "namespace list" "OS::Compute::Libvirt" "$(cat "$M.list0")" || return 1
+  if [ -n "${E2E_PASSWORD:-}" ] && [ -z "$API_TOKEN" ]; then
+    run "$M.token" "${OSC[@]}" token issue -f value -c id || return 1
+    API_TOKEN="$(head -n 1 "$M.token")"
+  fi
+  [ "$(api '/v2/metadefs/namespaces?resource_types=OS::Glance::Image' "$M.img")" = 200 ] ||
+    { note "GET namespaces?resource_types=OS::Glance::Image failed"; return 1; }
+  local n
+  n="$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["namespaces"]))' "$M.img")"
+  [ "$n" -ge 1 ] || { note "no namespace for OS::Glance::Image: $(cat "$M.img")"; return 1; }
+}
+
+md_glance_files() {   # Glance's shipped definitions, from its wheel (cached in the venv dir)
+  local cache="$VENV/glance-metadefs"
+  if ! ls "$cache"/*.json >/dev/null 2>&1; then
+    rm -rf "$WORK/wheel" && mkdir -p "$WORK/wheel" "$cache"
+    "$VENV/bin/pip" download -q --no-deps --dest "$WORK/wheel" 'glance==33.*' >>"$DIAG" 2>&1 ||
+      { note "pip download glance failed"; return 1; }
+    "$PY" - "$WORK/wheel" "$cache" >>"$DIAG" 2>&1 <<'PYEOF' || return 1
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "glance-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if "/etc/glance/metadefs/" in name and name.endswith(".json"):
+            with open(os.path.join(sys.argv[2], os.path.basename(name)), "wb") as f:
+                f.write(z.read(name))
+PYEOF
+  fi
+  GLANCE_MD_DIR="$cache"
+  ls "$GLANCE_MD_DIR"/*.json >/dev/null 2>&1 || { note "no definition files in the glance wheel"; return 1; }
+}
+
+md_load_glance() {
+  md_glance_files || return 1
+  run "$M.load" "$VELA_BIN" --config "$WORK/vela.toml" --data-dir "$TMPDIR_DATA" metadefs load \
+    --overwrite "$GLANCE_MD_DIR" || return 1
+  local files   # the public ones: e2e-user is no admin (files without visibility are private)
+  files="$("$PY" -c 'import glob,json,sys
+print(sum(json.load(open(f)).get("visibility") == "public" for f in glob.glob(sys.argv[1] + "/*.json")))' "$GLANCE_MD_DIR")"
+  grep -q "^[0-9]* created, [0-9]* replaced, 0 skipped" "$M.load" ||
+    { note "load: $(tail -n 1 "$M.load")"; return 1; }
+  run "$M.list1" "${OSC[@]}" image metadef namespace list -f value -c namespace || return 1
+  [ "$(grep -c . "$M.list1")" -ge "$files" ] || { note "$(grep -c . "$M.list1") namespaces listed, $files files"; return 1; }
+  expect_line "namespace list" "OS::Compute::Hypervisor" "$(cat "$M.list1")" || return 1
+  expect_line "namespace list" "OS::Compute::Quota" "$(cat "$M.list1")"
+}
+
+md_glance_show() {
+  [ -n "$GLANCE_MD_DIR" ] || { note "Glance's files were not loaded"; return 1; }
+  run "$M.show" "${GLC[@]}" md-namespace-show OS::Compute::Libvirt || return 1
+  local want
+  # The table shows the description's first line in its cell.
+  want="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["description"].splitlines()[0].strip())' \
+    "$GLANCE_MD_DIR/compute-libvirt.json")"
+  expect_eq description "$(tget "$M.show" description | head -n 1 | sed 's/[[:space:]]*$//')" "$want" || return 1
+  grep -q "hw_boot_menu\|boot_menu" "$M.show" || { note "no boot_menu property: $(cat "$M.show")"; return 1; }
+  run "$M.props" "${GLC[@]}" md-property-list OS::Compute::Libvirt || return 1
+  grep -q "boot_menu" "$M.props" || { note "md-property-list: $(cat "$M.props")"; return 1; }
+}
+
+md_export() {
+  run "$M.export" "$VELA_BIN" --config "$WORK/vela.toml" --data-dir "$TMPDIR_DATA" metadefs export \
+    "$WORK/md-export" || return 1
+  [ -f "$WORK/md-export/OS::Compute::Libvirt.json" ] || { note "no OS::Compute::Libvirt.json"; return 1; }
+  "$PY" - "$WORK/md-export/OS::Compute::Libvirt.json" "$GLANCE_MD_DIR/compute-libvirt.json" >>"$DIAG" 2>&1 <<'PYEOF'
+import json, sys
+got, want = (json.load(open(p)) for p in sys.argv[1:3])
+assert sorted(got["properties"]) == sorted(want["properties"]), "properties differ"
+assert got["description"] == want["description"]
+PYEOF
+}
+
+if [ -n "${VELA_URL:-}" ]; then
+  step "openstack: metadef namespace list on a fresh server" md_fresh_catalog
+  skip "vela metadefs load/export" "VELA_URL: not this script's server"
+else
+  step "openstack: metadef namespace list on a fresh server (defaults for OS::Glance::Image)" md_fresh_catalog
+  step "vela metadefs load --overwrite of Glance's files, openstack metadef namespace list" md_load_glance
+  step "glance: md-namespace-show OS::Compute::Libvirt, md-property-list" md_glance_show
+  step "vela metadefs export" md_export
+fi
+
 # ---------------------------------------------------------------- summary
 printf '%d passed, %d failed, %d skipped\n' "$PASS" "$FAIL" "$SKIP"
 [ "$FAIL" -eq 0 ]

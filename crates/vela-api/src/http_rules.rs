@@ -33,6 +33,15 @@ const BODY_REJECT: &[(&str, &str)] = &[
     ("GET", "/info/import"),
     ("GET", "/info/stores"),
     ("GET", "/info/stores/detail"),
+    ("GET", "/schemas/metadefs/{name}"),
+    ("GET", "/metadefs/resource_types"),
+    ("GET", "/metadefs/namespaces/{ns}"),
+    ("DELETE", "/metadefs/namespaces/{ns}"),
+    ("GET", "/metadefs/namespaces/{ns}/objects/{name}"),
+    ("DELETE", "/metadefs/namespaces/{ns}/objects/{name}"),
+    ("GET", "/metadefs/namespaces/{ns}/tags/{name}"),
+    ("POST", "/metadefs/namespaces/{ns}/tags/{name}"),
+    ("DELETE", "/metadefs/namespaces/{ns}/tags/{name}"),
 ];
 
 fn rejects_body(method: &Method, route: &str) -> bool {

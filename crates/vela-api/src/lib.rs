@@ -11,6 +11,7 @@ pub mod identity;
 mod images;
 mod info;
 mod limits;
+mod metadefs;
 mod schemas;
 mod tasks;
 mod versions;
@@ -160,6 +161,8 @@ pub fn router(state: AppState) -> Router {
             delete(images::stores::delete_from_store),
         )
         .route("/schemas/{name}", get(schemas::get))
+        .route("/schemas/metadefs/{name}", get(schemas::get_metadef))
+        .merge(metadefs::routes())
         .route("/info/import", get(info::import))
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))

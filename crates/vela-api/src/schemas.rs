@@ -78,6 +78,13 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, doc))
 }
 
+/// `GET /v2/schemas/metadefs/{name}`.
+pub async fn get_metadef(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let doc = vela_domain::metadef::schema::document(&name)
+        .ok_or_else(|| ApiError::not_found("The resource could not be found."))?;
+    Ok(json_response(StatusCode::OK, doc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

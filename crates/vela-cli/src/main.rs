@@ -57,6 +57,25 @@ enum Command {
     },
     /// Print the effective configuration as JSON (passwords masked).
     Config,
+    /// The metadata definitions catalog (`/v2/metadefs`).
+    Metadefs {
+        #[command(subcommand)]
+        command: MetadefsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MetadefsCommand {
+    /// Load definition files in Glance's format: a file, or every *.json file of a directory
+    /// (such as Glance's etc/metadefs). Existing namespaces are left alone unless --overwrite.
+    Load {
+        path: std::path::PathBuf,
+        /// Replace a namespace that exists already, with everything in it.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Write every namespace to DIR in Glance's format, one file each.
+    Export { dir: std::path::PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,6 +187,38 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Identity { command } => identity::run(&cfg, command).await,
+        Command::Metadefs { command } => {
+            let db = vela_server::open_db(&cfg).await?;
+            let done = match command {
+                MetadefsCommand::Load { path, overwrite } => {
+                    let docs = vela_server::metadefs::read_path(&path)?;
+                    let r = vela_server::metadefs::load(&db, &docs, overwrite).await?;
+                    for (what, names) in [
+                        ("created", &r.created),
+                        ("replaced", &r.replaced),
+                        ("skipped (exists; --overwrite replaces it)", &r.skipped),
+                    ] {
+                        for n in names {
+                            println!("{what}: {n}");
+                        }
+                    }
+                    println!(
+                        "{} created, {} replaced, {} skipped",
+                        r.created.len(),
+                        r.replaced.len(),
+                        r.skipped.len()
+                    );
+                    Ok(())
+                }
+                MetadefsCommand::Export { dir } => {
+                    let n = vela_server::metadefs::export(&db, &dir).await?;
+                    println!("wrote {n} namespaces to {}", dir.display());
+                    Ok(())
+                }
+            };
+            db.close().await;
+            done
+        }
         Command::Config => {
             // Passwords and keys are `Secret`s and print as ***; the database URL's
             // password is masked here.

@@ -10,6 +10,7 @@
 pub mod identity;
 mod images;
 mod members;
+pub mod metadefs;
 mod migrate;
 mod sql;
 mod tasks;

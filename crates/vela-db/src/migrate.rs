@@ -23,6 +23,7 @@ const SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_key_rotation.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_metadefs.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -40,6 +41,7 @@ const POSTGRES: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/postgres/0006_key_rotation.sql"),
     ),
+    (7, include_str!("../migrations/postgres/0007_metadefs.sql")),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -51,10 +53,11 @@ const MYSQL: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/mysql/0005_tasks.sql")),
     (6, include_str!("../migrations/mysql/0006_key_rotation.sql")),
+    (7, include_str!("../migrations/mysql/0007_metadefs.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

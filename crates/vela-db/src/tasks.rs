@@ -19,7 +19,7 @@ fn corrupt(what: &str, v: &str) -> DbError {
 }
 
 /// A nullable TEXT column (MySQL may report it as bytes).
-fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>, DbError> {
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>, DbError> {
     match row.try_get::<Option<String>, _>(col) {
         Ok(v) => Ok(v),
         Err(_) => row

@@ -14,6 +14,7 @@ pub mod import;
 pub mod list;
 pub mod location;
 pub mod member;
+pub mod metadef;
 pub mod patch;
 pub mod policy;
 pub mod range;

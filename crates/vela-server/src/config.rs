@@ -44,6 +44,28 @@ pub struct Config {
     pub import_filtering_opts: ImportFilteringOpts,
     pub import: ImportSection,
     pub image_format: ImageFormatSection,
+    pub metadefs: MetadefsSection,
+}
+
+/// `[metadefs]`: the metadata definitions catalog.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadefsSection {
+    /// Load a catalog on the deployment's first start (once, whichever node starts first), so
+    /// that clients such as Horizon never find it empty.
+    pub load_on_first_start: bool,
+    /// Definition files (Glance's format, e.g. Glance's `etc/metadefs`) to load on first start
+    /// instead of Vela's own defaults.
+    pub first_load_dir: Option<PathBuf>,
+}
+
+impl Default for MetadefsSection {
+    fn default() -> Self {
+        MetadefsSection {
+            load_on_first_start: true,
+            first_load_dir: None,
+        }
+    }
 }
 
 /// `[import]`: interoperable image import (methods are `images.enabled_import_methods`).
@@ -429,6 +451,7 @@ impl Default for Config {
             import_filtering_opts: ImportFilteringOpts::default(),
             import: ImportSection::default(),
             image_format: ImageFormatSection::default(),
+            metadefs: MetadefsSection::default(),
         }
     }
 }

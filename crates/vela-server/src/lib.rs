@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod identity_admin;
+pub mod metadefs;
 mod serve;
 
 use std::future::Future;
@@ -377,6 +378,9 @@ impl Application {
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let db = open_db(&cfg).await?;
         warn_if_shared(&cfg);
+        metadefs::prepare(&db, &cfg)
+            .await
+            .context("preparing the metadata definitions catalog")?;
 
         let stores = open_stores(&cfg)?;
         let staging = open_staging(&cfg)?;

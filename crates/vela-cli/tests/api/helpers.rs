@@ -546,19 +546,25 @@ impl TestApp {
         self.cluster.as_ref()
     }
 
-    /// Runs a `vela` subcommand against this cluster's database and store; returns stdout.
-    pub fn run_vela(&self, args: &[&str]) -> String {
+    /// Runs a `vela` subcommand against this cluster's database and store, whatever its
+    /// outcome.
+    pub fn run_vela_output(&self, args: &[&str]) -> std::process::Output {
         let info = self.cluster.as_ref().expect("not a cluster node");
         let cfg = info.root.join(format!("cli-{}.toml", &new_uuid()[..8]));
         std::fs::write(&cfg, &info.config).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_vela"))
+        Command::new(env!("CARGO_BIN_EXE_vela"))
             .arg("--config")
             .arg(&cfg)
             .args(args)
             .env("VELA_DATABASE__URL", &info.db_url)
             .envs(info.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs a `vela` subcommand against this cluster's database and store; returns stdout.
+    pub fn run_vela(&self, args: &[&str]) -> String {
+        let out = self.run_vela_output(args);
         assert!(
             out.status.success(),
             "vela {args:?}: {}",

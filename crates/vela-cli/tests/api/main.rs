@@ -26,6 +26,7 @@ mod keystone;
 mod list;
 mod locations;
 mod matrix;
+mod metadefs;
 mod patch;
 mod protections;
 mod schemas;

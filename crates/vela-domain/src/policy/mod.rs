@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::metadef::Namespace;
 use crate::{DomainError, Image, RequestContext, Visibility};
 pub use check::{Check, ParseError};
 use check::{Cred, Env};
@@ -50,6 +51,32 @@ pub enum Action {
     SetImageLocation,
     AddImageLocation,
     FetchImageLocation,
+    GetMetadefNamespace,
+    GetMetadefNamespaces,
+    ModifyMetadefNamespace,
+    AddMetadefNamespace,
+    DeleteMetadefNamespace,
+    GetMetadefObject,
+    GetMetadefObjects,
+    ModifyMetadefObject,
+    AddMetadefObject,
+    DeleteMetadefObject,
+    ListMetadefResourceTypes,
+    GetMetadefResourceType,
+    AddMetadefResourceTypeAssociation,
+    RemoveMetadefResourceTypeAssociation,
+    GetMetadefProperty,
+    GetMetadefProperties,
+    ModifyMetadefProperty,
+    AddMetadefProperty,
+    RemoveMetadefProperty,
+    GetMetadefTag,
+    GetMetadefTags,
+    ModifyMetadefTag,
+    AddMetadefTag,
+    AddMetadefTags,
+    DeleteMetadefTag,
+    DeleteMetadefTags,
 }
 
 impl Action {
@@ -83,6 +110,34 @@ impl Action {
             Action::SetImageLocation => "set_image_location",
             Action::AddImageLocation => "add_image_location",
             Action::FetchImageLocation => "fetch_image_location",
+            Action::GetMetadefNamespace => "get_metadef_namespace",
+            Action::GetMetadefNamespaces => "get_metadef_namespaces",
+            Action::ModifyMetadefNamespace => "modify_metadef_namespace",
+            Action::AddMetadefNamespace => "add_metadef_namespace",
+            Action::DeleteMetadefNamespace => "delete_metadef_namespace",
+            Action::GetMetadefObject => "get_metadef_object",
+            Action::GetMetadefObjects => "get_metadef_objects",
+            Action::ModifyMetadefObject => "modify_metadef_object",
+            Action::AddMetadefObject => "add_metadef_object",
+            Action::DeleteMetadefObject => "delete_metadef_object",
+            Action::ListMetadefResourceTypes => "list_metadef_resource_types",
+            Action::GetMetadefResourceType => "get_metadef_resource_type",
+            Action::AddMetadefResourceTypeAssociation => "add_metadef_resource_type_association",
+            Action::RemoveMetadefResourceTypeAssociation => {
+                "remove_metadef_resource_type_association"
+            }
+            Action::GetMetadefProperty => "get_metadef_property",
+            Action::GetMetadefProperties => "get_metadef_properties",
+            Action::ModifyMetadefProperty => "modify_metadef_property",
+            Action::AddMetadefProperty => "add_metadef_property",
+            Action::RemoveMetadefProperty => "remove_metadef_property",
+            Action::GetMetadefTag => "get_metadef_tag",
+            Action::GetMetadefTags => "get_metadef_tags",
+            Action::ModifyMetadefTag => "modify_metadef_tag",
+            Action::AddMetadefTag => "add_metadef_tag",
+            Action::AddMetadefTags => "add_metadef_tags",
+            Action::DeleteMetadefTag => "delete_metadef_tag",
+            Action::DeleteMetadefTags => "delete_metadef_tags",
         }
     }
 }
@@ -157,6 +212,50 @@ fn defaults() -> Vec<(&'static str, String)> {
     for name in ["get_task", "get_tasks", "add_task", "modify_task"] {
         rules.push((name, "rule:default".to_owned()));
     }
+    // Metadefs: reads for admins and readers of the owning project or of public namespaces,
+    // writes for admins (`metadef_admin`).
+    rules.push(("metadef_default", String::new()));
+    rules.push(("metadef_admin", ADMIN.to_owned()));
+    rules.push((
+        "get_metadef_namespaces",
+        format!("{ADMIN} or ({PROJECT_READER})"),
+    ));
+    let get_namespace = format!(
+        "{ADMIN} or (role:reader and (project_id:%(project_id)s or 'public':%(visibility)s))"
+    );
+    for name in [
+        "get_metadef_namespace",
+        "get_metadef_object",
+        "get_metadef_objects",
+        "list_metadef_resource_types",
+        "get_metadef_resource_type",
+        "get_metadef_property",
+        "get_metadef_properties",
+        "get_metadef_tag",
+        "get_metadef_tags",
+    ] {
+        rules.push((name, get_namespace.clone()));
+    }
+    for name in [
+        "modify_metadef_namespace",
+        "add_metadef_namespace",
+        "delete_metadef_namespace",
+        "modify_metadef_object",
+        "add_metadef_object",
+        "delete_metadef_object",
+        "add_metadef_resource_type_association",
+        "remove_metadef_resource_type_association",
+        "modify_metadef_property",
+        "add_metadef_property",
+        "remove_metadef_property",
+        "modify_metadef_tag",
+        "add_metadef_tag",
+        "add_metadef_tags",
+        "delete_metadef_tag",
+        "delete_metadef_tags",
+    ] {
+        rules.push((name, "rule:metadef_admin".to_owned()));
+    }
     rules
 }
 
@@ -192,6 +291,16 @@ impl<'a> Target<'a> {
             visibility: Some(img.visibility),
             member_id,
             image: Some(img),
+        }
+    }
+
+    /// A metadef namespace: its owner and visibility.
+    pub fn namespace(ns: &'a Namespace) -> Self {
+        Target {
+            owner: ns.owner.as_deref(),
+            visibility: Some(ns.visibility.as_image_visibility()),
+            member_id: None,
+            image: None,
         }
     }
 
@@ -389,6 +498,28 @@ impl Policy {
         }
         if action == Action::GetImage || !self.allows(Action::GetImage, ctx, &target) {
             return Err(DomainError::image_not_found(img.id.as_str()));
+        }
+        Err(forbidden(action))
+    }
+
+    /// Checks `action` on a metadef namespace: a refusal is a 404 when the caller may not
+    /// even `get_metadef_namespace` it, else a 403 (as for images).
+    pub fn enforce_on_namespace(
+        &self,
+        action: Action,
+        ctx: &RequestContext,
+        ns: &Namespace,
+    ) -> Result<(), DomainError> {
+        let target = Target::namespace(ns);
+        if self.allows(action, ctx, &target) {
+            return Ok(());
+        }
+        if action == Action::GetMetadefNamespace
+            || !self.allows(Action::GetMetadefNamespace, ctx, &target)
+        {
+            return Err(DomainError::NotFound(
+                "The resource could not be found.".to_owned(),
+            ));
         }
         Err(forbidden(action))
     }
