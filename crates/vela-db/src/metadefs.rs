@@ -279,6 +279,26 @@ impl Db {
         Ok(out)
     }
 
+    /// The associations of one namespace, oldest first.
+    pub async fn associations_of_one(&self, ns: &Namespace) -> Result<Vec<Association>, DbError> {
+        Ok(self
+            .associations_of(&[ns])
+            .await?
+            .remove(&ns.id)
+            .unwrap_or_default())
+    }
+
+    /// Runs a write that must touch a row (NotFound if it touched none).
+    async fn write_one(&self, q: Sql) -> Result<(), DbError> {
+        let done = sqlx::query_with(&q.text, q.args)
+            .execute(&self.write)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn insert_namespace(
         &self,
         conn: &mut AnyConnection,
@@ -687,13 +707,7 @@ impl Db {
         q.bind(ns.id.clone());
         q.push(" AND kind = ").bind(kind.as_str().to_owned());
         q.push(" AND name = ").bind(name.to_owned());
-        let done = sqlx::query_with(&q.text, q.args)
-            .execute(&self.write)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::NotFound);
-        }
-        Ok(())
+        self.write_one(q).await
     }
 
     /// Deletes every object, property or tag of a namespace.
@@ -773,13 +787,7 @@ impl Db {
         q.bind(ns.id.clone());
         q.push(" AND resource_type = ")
             .bind(resource_type.to_owned());
-        let done = sqlx::query_with(&q.text, q.args)
-            .execute(&self.write)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::NotFound);
-        }
-        Ok(())
+        self.write_one(q).await
     }
 
     /// Loads a definition: creates the namespace, or, when one of that name exists, replaces

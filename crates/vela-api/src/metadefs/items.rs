@@ -421,12 +421,7 @@ async fn show_property(
                 "The metadata definition resource-type with name={rt}, was not found."
             )));
         }
-        let assoc = state
-            .db
-            .associations_of(&[&ns])
-            .await?
-            .remove(&ns.id)
-            .unwrap_or_default();
+        let assoc = state.db.associations_of_one(&ns).await?;
         let Some(a) = assoc.iter().find(|a| a.resource_type == rt) else {
             return Err(ApiError::not_found(format!(
                 "The metadata definition resource-type association of resource-type={rt} to \

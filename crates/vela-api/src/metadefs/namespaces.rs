@@ -220,12 +220,7 @@ pub async fn show(
         p.enforce_on_namespace(action, &ctx, &ns)?;
     }
     let params = query_pairs(query.as_deref());
-    let assoc = state
-        .db
-        .associations_of(&[&ns])
-        .await?
-        .remove(&ns.id)
-        .unwrap_or_default();
+    let assoc = state.db.associations_of_one(&ns).await?;
     let prefix = param(&params, "resource_type")
         .filter(|rt| !rt.is_empty())
         .and_then(|rt| assoc.iter().find(|a| a.resource_type == rt))

@@ -50,10 +50,8 @@ pub async fn list_associations(
         .enforce_on_namespace(Action::ListMetadefResourceTypes, &ctx, &ns)?;
     let list: Vec<Value> = state
         .db
-        .associations_of(&[&ns])
+        .associations_of_one(&ns)
         .await?
-        .remove(&ns.id)
-        .unwrap_or_default()
         .iter()
         .map(association_json)
         .collect();
@@ -93,12 +91,7 @@ pub async fn dissociate(
         .policy
         .enforce_on_namespace(Action::RemoveMetadefResourceTypeAssociation, &ctx, &ns)?;
     let missing = || ApiError::not_found(format!("Failed to find resource type {rt} to delete"));
-    let assoc = state
-        .db
-        .associations_of(&[&ns])
-        .await?
-        .remove(&ns.id)
-        .unwrap_or_default();
+    let assoc = state.db.associations_of_one(&ns).await?;
     if !assoc.iter().any(|a| a.resource_type == rt) {
         return Err(missing());
     }

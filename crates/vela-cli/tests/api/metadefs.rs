@@ -65,6 +65,17 @@ fn strip_times(v: &mut Value) {
     }
 }
 
+/// The start of Glance's message for a body that does not match the schema `schema`.
+fn schema_error(schema: &str, detail: &str) -> String {
+    format!("Provided object does not match schema '{schema}': {detail}")
+}
+
+/// Asserts `msg` reports the schema error `detail` (a whole line) against `schema`.
+fn assert_schema_error(msg: &str, schema: &str, detail: &str) {
+    let want = format!("{}\n", schema_error(schema, detail));
+    assert!(msg.starts_with(&want), "want {want:?}, got {msg:?}");
+}
+
 fn ns_path(ns: &str) -> String {
     format!("/v2/metadefs/namespaces/{ns}")
 }
@@ -76,6 +87,41 @@ fn reader(project: &str) -> Persona {
         roles: "reader".to_owned(),
         user: format!("reader-of-{project}"),
     }
+}
+
+/// One request: method, path and, for most POSTs and PUTs, a JSON body.
+struct Req {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+}
+
+fn req(method: Method, path: &str, body: Option<Value>) -> Req {
+    Req {
+        method,
+        path: path.to_owned(),
+        body,
+    }
+}
+
+fn get(path: &str) -> Req {
+    req(Method::GET, path, None)
+}
+
+fn delete(path: &str) -> Req {
+    req(Method::DELETE, path, None)
+}
+
+fn post(path: &str, body: Value) -> Req {
+    req(Method::POST, path, Some(body))
+}
+
+fn post_empty(path: &str) -> Req {
+    req(Method::POST, path, None)
+}
+
+fn put(path: &str, body: Value) -> Req {
+    req(Method::PUT, path, Some(body))
 }
 
 /// Sends requests as one persona.
@@ -104,38 +150,80 @@ impl<'a> Client<'a> {
     }
 
     async fn get(&self, path: &str) -> Response {
-        self.app.send(self.request(Method::GET, path)).await
+        self.send(get(path)).await
     }
 
     async fn delete(&self, path: &str) -> Response {
-        self.app.send(self.request(Method::DELETE, path)).await
+        self.send(delete(path)).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Response {
-        self.app
-            .send(self.request(Method::POST, path).json(body))
-            .await
+        self.send(post(path, body.clone())).await
     }
 
     async fn post_empty(&self, path: &str) -> Response {
-        self.app.send(self.request(Method::POST, path)).await
+        self.send(post_empty(path)).await
     }
 
     async fn put(&self, path: &str, body: &Value) -> Response {
+        self.send(put(path, body.clone())).await
+    }
+
+    /// Sends a request.
+    async fn send(&self, req: Req) -> Response {
+        let rb = self.request(req.method, &req.path);
         self.app
-            .send(self.request(Method::PUT, path).json(body))
+            .send(match &req.body {
+                Some(body) => rb.json(body),
+                None => rb,
+            })
             .await
+    }
+
+    /// A request that must answer `status` with JSON; returns the body.
+    async fn json(&self, req: Req, status: StatusCode) -> Value {
+        expect_json(self.send(req).await, status).await
+    }
+
+    /// A request that must fail with `status`; returns the error message.
+    async fn fails(&self, req: Req, status: StatusCode) -> String {
+        expect_error(self.send(req).await, status).await
+    }
+
+    /// A request that must fail with `status` and webob's rendering of `explanation`.
+    async fn fails_with(&self, req: Req, status: StatusCode, explanation: &str) {
+        let what = format!("{} {}", req.method, req.path);
+        let msg = self.fails(req, status).await;
+        assert_eq!(msg, webob(explanation), "{what}");
+    }
+
+    /// A request that must fail with 400 because its body does not match `schema`.
+    async fn schema_fails(&self, req: Req, schema: &str, detail: &str) {
+        let msg = self.fails(req, StatusCode::BAD_REQUEST).await;
+        assert_schema_error(&msg, schema, detail);
+    }
+
+    /// DELETE that must answer 204, and then 404 with webob's rendering of `gone`.
+    async fn deletes_once(&self, path: &str, gone: &str) {
+        assert_eq!(self.status_of(delete(path)).await, StatusCode::NO_CONTENT);
+        self.fails_with(delete(path), StatusCode::NOT_FOUND, gone)
+            .await;
+    }
+
+    /// The status a request answers with.
+    async fn status_of(&self, req: Req) -> StatusCode {
+        self.send(req).await.status()
     }
 
     /// GET that must answer 200 with JSON.
     async fn ok(&self, path: &str) -> Value {
-        expect_json(self.get(path).await, StatusCode::OK).await
+        self.json(get(path), StatusCode::OK).await
     }
 
     /// POST /v2/metadefs/namespaces that must answer 201.
     async fn create_ns(&self, body: Value) -> Value {
-        expect_json(
-            self.post("/v2/metadefs/namespaces", &body).await,
+        self.json(
+            post("/v2/metadefs/namespaces", body.clone()),
             StatusCode::CREATED,
         )
         .await
@@ -250,35 +338,33 @@ async fn create_namespace_with_every_field_and_protection() {
     );
 
     // A protected namespace cannot be deleted ...
-    let msg = expect_error(c.delete(&ns_path(&ns)).await, StatusCode::FORBIDDEN).await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace {ns} is protected and cannot be deleted."
-        ))
-    );
-    assert_eq!(c.get(&ns_path(&ns)).await.status(), StatusCode::OK);
-    // ... but it can be updated (Glance: protection only guards deletion).
-    let updated = expect_json(
-        c.put(
-            &ns_path(&ns),
-            &json!({"namespace": ns, "protected": false, "visibility": "public"}),
-        )
-        .await,
-        StatusCode::OK,
+    c.fails_with(
+        delete(&ns_path(&ns)),
+        StatusCode::FORBIDDEN,
+        &format!("Metadata definition namespace {ns} is protected and cannot be deleted."),
     )
     .await;
+    assert_eq!(c.get(&ns_path(&ns)).await.status(), StatusCode::OK);
+    // ... but it can be updated (Glance: protection only guards deletion).
+    let updated = c
+        .json(
+            put(
+                &ns_path(&ns),
+                json!({"namespace": ns, "protected": false, "visibility": "public"}),
+            ),
+            StatusCode::OK,
+        )
+        .await;
     assert_eq!(updated["protected"], false);
     let resp = c.delete(&ns_path(&ns)).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(resp.text().await.unwrap().is_empty());
-    let msg = expect_error(c.get(&ns_path(&ns)).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace={ns} was not found."
-        ))
-    );
+    c.fails_with(
+        get(&ns_path(&ns)),
+        StatusCode::NOT_FOUND,
+        &format!("Metadata definition namespace={ns} was not found."),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -288,21 +374,18 @@ async fn missing_namespace_is_404_with_glance_messages() {
     let ns = app.name("missing");
     let p = ns_path(&ns);
     // Show says it one way, update and delete another.
-    let msg = expect_error(c.get(&p).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace={ns} was not found."
-        ))
-    );
-    let not_found = webob(&format!("Namespace {ns} not found"));
-    let msg = expect_error(
-        c.put(&p, &json!({"namespace": ns})).await,
+    c.fails_with(
+        get(&p),
         StatusCode::NOT_FOUND,
+        &format!("Metadata definition namespace={ns} was not found."),
     )
     .await;
+    let not_found = webob(&format!("Namespace {ns} not found"));
+    let msg = c
+        .fails(put(&p, json!({"namespace": ns})), StatusCode::NOT_FOUND)
+        .await;
     assert_eq!(msg, not_found);
-    let msg = expect_error(c.delete(&p).await, StatusCode::NOT_FOUND).await;
+    let msg = c.fails(delete(&p), StatusCode::NOT_FOUND).await;
     assert_eq!(msg, not_found);
     // Sub-resources of a missing namespace (objects say it like show does).
     for path in [
@@ -312,11 +395,11 @@ async fn missing_namespace_is_404_with_glance_messages() {
         format!("{p}/properties/x"),
         format!("{p}/resource_types"),
     ] {
-        let msg = expect_error(c.get(&path).await, StatusCode::NOT_FOUND).await;
+        let msg = c.fails(get(&path), StatusCode::NOT_FOUND).await;
         assert_eq!(msg, not_found, "{path}");
     }
     for path in [format!("{p}/objects"), format!("{p}/objects/o")] {
-        let msg = expect_error(c.get(&path).await, StatusCode::NOT_FOUND).await;
+        let msg = c.fails(get(&path), StatusCode::NOT_FOUND).await;
         assert_eq!(
             msg,
             webob(&format!(
@@ -325,26 +408,21 @@ async fn missing_namespace_is_404_with_glance_messages() {
             "{path}"
         );
     }
-    let msg = expect_error(
-        c.post(&format!("{p}/objects"), &json!({"name": "o"})).await,
+    c.fails_with(
+        post(&format!("{p}/objects"), json!({"name": "o"})),
         StatusCode::NOT_FOUND,
+        &format!("Metadata definition namespace={ns} was not found."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace={ns} was not found."
-        ))
-    );
-    let msg = expect_error(
-        c.post(
-            &format!("{p}/resource_types"),
-            &json!({"name": "OS::Glance::Image"}),
+    let msg = c
+        .fails(
+            post(
+                &format!("{p}/resource_types"),
+                json!({"name": "OS::Glance::Image"}),
+            ),
+            StatusCode::NOT_FOUND,
         )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+        .await;
     assert_eq!(msg, not_found);
 }
 
@@ -354,21 +432,15 @@ async fn duplicate_namespace_is_409() {
     let c = Client::new(&app, admin(&app));
     let ns = app.name("dup");
     c.create_ns(json!({"namespace": ns})).await;
-    let msg = expect_error(
-        c.post(
+    c.fails_with(
+        post(
             "/v2/metadefs/namespaces",
-            &json!({"namespace": ns, "visibility": "public"}),
-        )
-        .await,
+            json!({"namespace": ns, "visibility": "public"}),
+        ),
         StatusCode::CONFLICT,
+        &format!("The metadata definition namespace={ns} already exists."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "The metadata definition namespace={ns} already exists."
-        ))
-    );
     c.cleanup(&ns).await;
 }
 
@@ -377,8 +449,6 @@ async fn invalid_namespace_bodies() {
     let app = setup().await;
     let c = Client::new(&app, admin(&app));
     let ns = app.name("bad");
-    let schema_error =
-        |detail: &str| format!("Provided object does not match schema 'namespace': {detail}\n");
     let cases = [
         (json!({}), "'namespace' is a required property".to_owned()),
         (
@@ -403,12 +473,8 @@ async fn invalid_namespace_bodies() {
         ),
     ];
     for (body, detail) in cases {
-        let msg = expect_error(
-            c.post("/v2/metadefs/namespaces", &body).await,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-        assert!(msg.starts_with(&schema_error(&detail)), "{body}: {msg}");
+        c.schema_fails(post("/v2/metadefs/namespaces", body), "namespace", &detail)
+            .await;
     }
     // Not JSON at all.
     let resp = app
@@ -422,16 +488,15 @@ async fn invalid_namespace_bodies() {
     assert_eq!(msg, webob("Malformed JSON in request body."));
     // Read-only attributes are refused with 403, before the schema check.
     for attr in ["created_at", "updated_at", "self", "schema"] {
-        let msg = expect_error(
-            c.post(
+        c.fails_with(
+            post(
                 "/v2/metadefs/namespaces",
-                &json!({"namespace": ns, attr: "x"}),
-            )
-            .await,
+                json!({"namespace": ns, attr: "x"}),
+            ),
             StatusCode::FORBIDDEN,
+            &format!("Attribute '{attr}' is read-only."),
         )
         .await;
-        assert_eq!(msg, webob(&format!("Attribute '{attr}' is read-only.")));
     }
     // Nothing was created.
     assert_eq!(c.get(&ns_path(&ns)).await.status(), StatusCode::NOT_FOUND);
@@ -454,8 +519,8 @@ async fn update_namespace_renames_and_resets_omitted_fields() {
     }))
     .await;
     c.create_ns(json!({"namespace": other})).await;
-    expect_json(
-        c.post_empty(&format!("{}/tags/kept", ns_path(&ns))).await,
+    c.json(
+        post_empty(&format!("{}/tags/kept", ns_path(&ns))),
         StatusCode::CREATED,
     )
     .await;
@@ -482,13 +547,12 @@ async fn update_namespace_renames_and_resets_omitted_fields() {
             "schema": "/v2/schemas/metadefs/namespace",
         })
     );
-    let msg = expect_error(c.get(&ns_path(&ns)).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace={ns} was not found."
-        ))
-    );
+    c.fails_with(
+        get(&ns_path(&ns)),
+        StatusCode::NOT_FOUND,
+        &format!("Metadata definition namespace={ns} was not found."),
+    )
+    .await;
     let mut shown = c.ok(&ns_path(&renamed)).await;
     // The content moves with the namespace.
     assert_eq!(shown["tags"], json!([{"name": "kept"}]));
@@ -497,42 +561,31 @@ async fn update_namespace_renames_and_resets_omitted_fields() {
     assert_eq!(shown, updated);
 
     // Renaming onto another namespace.
-    let msg = expect_error(
-        c.put(&ns_path(&renamed), &json!({"namespace": other}))
-            .await,
+    c.fails_with(
+        put(&ns_path(&renamed), json!({"namespace": other})),
         StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
+        &format!(
             "Invalid update. It would result in a duplicate metadata definition namespace \
              with the same name of {other}"
-        ))
-    );
-    // The body must still be a whole namespace.
-    let msg = expect_error(
-        c.put(&ns_path(&renamed), &json!({"description": "x"}))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with(
-            "Provided object does not match schema 'namespace': 'namespace' is a required property\n"
         ),
-        "{msg}"
-    );
-    let msg = expect_error(
-        c.put(
-            &ns_path(&renamed),
-            &json!({"namespace": renamed, "updated_at": "2020-01-01T00:00:00Z"}),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
     )
     .await;
-    assert_eq!(msg, webob("Attribute 'updated_at' is read-only."));
+    // The body must still be a whole namespace.
+    c.schema_fails(
+        put(&ns_path(&renamed), json!({"description": "x"})),
+        "namespace",
+        "'namespace' is a required property",
+    )
+    .await;
+    c.fails_with(
+        put(
+            &ns_path(&renamed),
+            json!({"namespace": renamed, "updated_at": "2020-01-01T00:00:00Z"}),
+        ),
+        StatusCode::FORBIDDEN,
+        "Attribute 'updated_at' is read-only.",
+    )
+    .await;
 
     c.cleanup(&renamed).await;
     c.cleanup(&other).await;
@@ -771,8 +824,8 @@ async fn list_namespaces_sort_filters_and_bad_parameters() {
     let bad = |q: &'static str| {
         let c = &c;
         async move {
-            expect_error(
-                c.get(&format!("/v2/metadefs/namespaces?{q}")).await,
+            c.fails(
+                get(&format!("/v2/metadefs/namespaces?{q}")),
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -788,18 +841,12 @@ async fn list_namespaces_sort_filters_and_bad_parameters() {
         webob("Invalid visibility value: shared")
     );
     let missing = app.name("no-such-marker");
-    let msg = expect_error(
-        c.get(&format!("/v2/metadefs/namespaces?marker={missing}"))
-            .await,
+    c.fails_with(
+        get(&format!("/v2/metadefs/namespaces?marker={missing}")),
         StatusCode::NOT_FOUND,
+        &format!("Metadata definition namespace={missing} was not found."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "Metadata definition namespace={missing} was not found."
-        ))
-    );
 
     for ns in [&n1, &n2, &n3] {
         c.cleanup(ns).await;
@@ -1030,11 +1077,9 @@ async fn objects_create_list_show_update_delete() {
 
     // A bare object: the create answer has no `required` or `properties`, but once stored it
     // shows them empty.
-    let mut bare = expect_json(
-        c.post(&base, &json!({"name": "Bare"})).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let mut bare = c
+        .json(post(&base, json!({"name": "Bare"})), StatusCode::CREATED)
+        .await;
     strip_times(&mut bare);
     assert_eq!(
         bare,
@@ -1050,17 +1095,12 @@ async fn objects_create_list_show_update_delete() {
     );
 
     // Duplicate name.
-    let msg = expect_error(
-        c.post(&base, &json!({"name": "Disk"})).await,
+    c.fails_with(
+        post(&base, json!({"name": "Disk"})),
         StatusCode::CONFLICT,
+        &format!("A metadata definition object with name=Disk already exists in namespace={ns}."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "A metadata definition object with name=Disk already exists in namespace={ns}."
-        ))
-    );
 
     // List: `objects` plus a schema link that (Glance quirk) has no leading slash.
     let list = c.ok(&base).await;
@@ -1071,42 +1111,42 @@ async fn objects_create_list_show_update_delete() {
     assert_eq!(listed, vec!["Bare", "Disk"]);
 
     // PUT replaces the object (omitted fields are dropped) and may rename it.
-    let mut updated = expect_json(
-        c.put(
-            &format!("{base}/Disk"),
-            &json!({"name": "Volume", "description": "renamed"}),
+    let mut updated = c
+        .json(
+            put(
+                &format!("{base}/Disk"),
+                json!({"name": "Volume", "description": "renamed"}),
+            ),
+            StatusCode::OK,
         )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+        .await;
     strip_times(&mut updated);
     assert_eq!(
         updated,
         json!({"name": "Volume", "description": "renamed",
                "self": format!("{base}/Volume"), "schema": "/v2/schemas/metadefs/object"})
     );
-    let msg = expect_error(c.get(&format!("{base}/Disk")).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(msg, webob("Could not find metadata object Disk"));
+    c.fails_with(
+        get(&format!("{base}/Disk")),
+        StatusCode::NOT_FOUND,
+        "Could not find metadata object Disk",
+    )
+    .await;
     let v = c.ok(&format!("{base}/Volume")).await;
     assert_eq!(v["description"], "renamed");
-    let msg = expect_error(
-        c.put(&format!("{base}/Nope"), &json!({"name": "Nope"}))
-            .await,
+    c.fails_with(
+        put(&format!("{base}/Nope"), json!({"name": "Nope"})),
         StatusCode::NOT_FOUND,
+        "Could not find metadata object Nope",
     )
     .await;
-    assert_eq!(msg, webob("Could not find metadata object Nope"));
 
     // Delete one.
-    let resp = c.delete(&format!("{base}/Volume")).await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let msg = expect_error(
-        c.delete(&format!("{base}/Volume")).await,
-        StatusCode::NOT_FOUND,
+    c.deletes_once(
+        &format!("{base}/Volume"),
+        "Could not find metadata object Volume",
     )
     .await;
-    assert_eq!(msg, webob("Could not find metadata object Volume"));
     assert_eq!(names(&c.ok(&base).await["objects"]), vec!["Bare"]);
     c.cleanup(&ns).await;
 }
@@ -1130,24 +1170,17 @@ async fn invalid_object_bodies() {
         ),
     ];
     for (body, detail) in cases {
-        let msg = expect_error(c.post(&base, &body).await, StatusCode::BAD_REQUEST).await;
-        assert!(
-            msg.starts_with(&format!(
-                "Provided object does not match schema 'object': {detail}\n"
-            )),
-            "{body}: {msg}"
-        );
+        c.schema_fails(post(&base, body), "object", detail).await;
     }
-    let msg = expect_error(
-        c.post(
+    c.fails_with(
+        post(
             &base,
-            &json!({"name": "o", "created_at": "2020-01-01T00:00:00Z"}),
-        )
-        .await,
+            json!({"name": "o", "created_at": "2020-01-01T00:00:00Z"}),
+        ),
         StatusCode::FORBIDDEN,
+        "Attribute 'created_at' is read-only.",
     )
     .await;
-    assert_eq!(msg, webob("Attribute 'created_at' is read-only."));
     assert_eq!(c.ok(&base).await["objects"], json!([]));
     c.cleanup(&ns).await;
 }
@@ -1208,26 +1241,20 @@ async fn properties_create_list_show_update_delete() {
                      "readonly": false, "items": {"type": "string", "enum": ["x", "y"]},
                      "uniqueItems": true});
     assert_eq!(
-        expect_json(c.post(&base, &arr).await, StatusCode::CREATED).await,
+        c.json(post(&base, arr.clone()), StatusCode::CREATED).await,
         arr
     );
 
     // Duplicate.
-    let msg = expect_error(
-        c.post(
+    c.fails_with(
+        post(
             &base,
-            &json!({"name": "cpu", "title": "CPU", "type": "integer"}),
-        )
-        .await,
+            json!({"name": "cpu", "title": "CPU", "type": "integer"}),
+        ),
         StatusCode::CONFLICT,
+        &format!("A metadata definition property with name=cpu already exists in namespace={ns}."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "A metadata definition property with name=cpu already exists in namespace={ns}."
-        ))
-    );
 
     // List: an object keyed by property name, nothing else.
     assert_eq!(
@@ -1235,19 +1262,22 @@ async fn properties_create_list_show_update_delete() {
         json!({"properties": {"cpu": cpu, "arr": arr}})
     );
     assert_eq!(c.ok(&format!("{base}/cpu")).await, cpu);
-    let msg = expect_error(c.get(&format!("{base}/nope")).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(msg, webob("Could not find property nope"));
+    c.fails_with(
+        get(&format!("{base}/nope")),
+        StatusCode::NOT_FOUND,
+        "Could not find property nope",
+    )
+    .await;
 
     // PUT replaces (and may rename).
     let vcpu = json!({"name": "vcpu", "type": "integer", "title": "VCPU", "maximum": 64});
     assert_eq!(
-        expect_json(
-            c.put(
+        c.json(
+            put(
                 &format!("{base}/cpu"),
-                &json!({"name": "vcpu", "title": "VCPU", "type": "integer", "maximum": 64}),
-            )
-            .await,
-            StatusCode::OK,
+                json!({"name": "vcpu", "title": "VCPU", "type": "integer", "maximum": 64})
+            ),
+            StatusCode::OK
         )
         .await,
         vcpu
@@ -1257,43 +1287,28 @@ async fn properties_create_list_show_update_delete() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(c.ok(&format!("{base}/vcpu")).await, vcpu);
-    let msg = expect_error(
-        c.put(
+    c.fails_with(
+        put(
             &format!("{base}/nope"),
-            &json!({"name": "nope", "title": "n", "type": "integer"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_eq!(msg, webob("Could not find property nope"));
-    let msg = expect_error(
-        c.put(
-            &format!("{base}/vcpu"),
-            &json!({"name": "vcpu", "type": "integer"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with(
-            "Provided object does not match schema 'property': 'title' is a required property\n"
+            json!({"name": "nope", "title": "n", "type": "integer"}),
         ),
-        "{msg}"
-    );
+        StatusCode::NOT_FOUND,
+        "Could not find property nope",
+    )
+    .await;
+    c.schema_fails(
+        put(
+            &format!("{base}/vcpu"),
+            json!({"name": "vcpu", "type": "integer"}),
+        ),
+        "property",
+        "'title' is a required property",
+    )
+    .await;
 
     // Delete one.
-    assert_eq!(
-        c.delete(&format!("{base}/vcpu")).await.status(),
-        StatusCode::NO_CONTENT
-    );
-    let msg = expect_error(
-        c.delete(&format!("{base}/vcpu")).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_eq!(msg, webob("Could not find property vcpu"));
+    c.deletes_once(&format!("{base}/vcpu"), "Could not find property vcpu")
+        .await;
     assert_eq!(c.ok(&base).await, json!({"properties": {"arr": arr}}));
     c.cleanup(&ns).await;
 }
@@ -1318,39 +1333,30 @@ async fn invalid_property_bodies() {
         ),
     ];
     for (body, detail) in cases {
-        let msg = expect_error(c.post(&base, &body).await, StatusCode::BAD_REQUEST).await;
-        assert!(
-            msg.starts_with(&format!(
-                "Provided object does not match schema 'property': {detail}\n"
-            )),
-            "{body}: {msg}"
-        );
+        c.schema_fails(post(&base, body), "property", detail).await;
     }
     // In a namespace body too.
-    let msg = expect_error(
-        c.post(
-            "/v2/metadefs/namespaces",
-            &json!({"namespace": app.name("propbad2"),
+    let msg = c
+        .fails(
+            post(
+                "/v2/metadefs/namespaces",
+                json!({"namespace": app.name("propbad2"),
                     "properties": {"p": {"title": "P", "type": "bogus"}}}),
+            ),
+            StatusCode::BAD_REQUEST,
         )
-        .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with("Provided object does not match schema 'namespace': 'bogus' is not one of"),
-        "{msg}"
-    );
-    let msg = expect_error(
-        c.post(
+        .await;
+    let want = schema_error("namespace", "'bogus' is not one of");
+    assert!(msg.starts_with(&want), "{msg}");
+    c.fails_with(
+        post(
             &base,
-            &json!({"name": "p", "title": "P", "type": "string", "created_at": "x"}),
-        )
-        .await,
+            json!({"name": "p", "title": "P", "type": "string", "created_at": "x"}),
+        ),
         StatusCode::FORBIDDEN,
+        "Attribute 'created_at' is read-only.",
     )
     .await;
-    assert_eq!(msg, webob("Attribute 'created_at' is read-only."));
     assert_eq!(c.ok(&base).await, json!({"properties": {}}));
     c.cleanup(&ns).await;
 }
@@ -1369,7 +1375,7 @@ async fn property_show_with_resource_type_strips_the_prefix() {
     .await;
     let base = format!("{}/properties", ns_path(&ns));
     let cpu = json!({"name": "cpu", "type": "integer", "title": "CPU"});
-    expect_json(c.post(&base, &cpu).await, StatusCode::CREATED).await;
+    c.json(post(&base, cpu.clone()), StatusCode::CREATED).await;
 
     // The prefixed name finds the property; the answer uses the stored name.
     assert_eq!(
@@ -1377,47 +1383,33 @@ async fn property_show_with_resource_type_strips_the_prefix() {
         cpu
     );
     // The unprefixed name with that resource type does not.
-    let msg = expect_error(
-        c.get(&format!("{base}/cpu?resource_type={rt}")).await,
+    c.fails_with(
+        get(&format!("{base}/cpu?resource_type={rt}")),
         StatusCode::NOT_FOUND,
+        "Property cpu does not start with the expected resource type association prefix \
+             of 'hw_'.",
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(
-            "Property cpu does not start with the expected resource type association prefix \
-             of 'hw_'."
-        )
-    );
     // An association without a prefix: nothing can match (Glance prints the prefix as 'None').
     for name in ["cpu", "hw_cpu"] {
-        let msg = expect_error(
-            c.get(&format!("{base}/{name}?resource_type={rt2}")).await,
+        c.fails_with(
+            get(&format!("{base}/{name}?resource_type={rt2}")),
             StatusCode::NOT_FOUND,
-        )
-        .await;
-        assert_eq!(
-            msg,
-            webob(&format!(
+            &format!(
                 "Property {name} does not start with the expected resource type association \
                  prefix of 'None'."
-            ))
-        );
+            ),
+        )
+        .await;
     }
     // A resource type that does not exist at all.
     let unknown = format!("Vela::NoSuchType::{}", app.prefix);
-    let msg = expect_error(
-        c.get(&format!("{base}/hw_cpu?resource_type={unknown}"))
-            .await,
+    c.fails_with(
+        get(&format!("{base}/hw_cpu?resource_type={unknown}")),
         StatusCode::NOT_FOUND,
+        &format!("The metadata definition resource-type with name={unknown}, was not found."),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
-            "The metadata definition resource-type with name={unknown}, was not found."
-        ))
-    );
     c.cleanup(&ns).await;
 }
 
@@ -1472,11 +1464,9 @@ async fn tag_create_show_rename_delete() {
     strip_times(&mut shown);
     assert_eq!(shown, json!({"name": "alpha"}));
 
-    let msg = expect_error(
-        c.post_empty(&format!("{base}/alpha")).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let msg = c
+        .fails(post_empty(&format!("{base}/alpha")), StatusCode::CONFLICT)
+        .await;
     let dup = |name: &str| {
         webob(&format!(
             "A metadata tag with name={name} already exists in namespace={ns}. \
@@ -1485,74 +1475,64 @@ async fn tag_create_show_rename_delete() {
     };
     assert_eq!(msg, dup("alpha"));
     // A body is refused.
-    let msg = expect_error(
-        c.post(&format!("{base}/beta"), &json!({"name": "beta"}))
-            .await,
+    c.fails_with(
+        post(&format!("{base}/beta"), json!({"name": "beta"})),
         StatusCode::BAD_REQUEST,
+        "A body is not expected with this request.",
     )
     .await;
-    assert_eq!(msg, webob("A body is not expected with this request."));
     assert_eq!(
         c.get(&format!("{base}/beta")).await.status(),
         StatusCode::NOT_FOUND
     );
 
     // Rename by PUT.
-    expect_json(
-        c.post_empty(&format!("{base}/gamma")).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let mut renamed = expect_json(
-        c.put(&format!("{base}/alpha"), &json!({"name": "omega"}))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    c.json(post_empty(&format!("{base}/gamma")), StatusCode::CREATED)
+        .await;
+    let mut renamed = c
+        .json(
+            put(&format!("{base}/alpha"), json!({"name": "omega"})),
+            StatusCode::OK,
+        )
+        .await;
     assert_eq!(
         keys(&renamed),
         sorted(&["created_at", "name", "updated_at"])
     );
     strip_times(&mut renamed);
     assert_eq!(renamed, json!({"name": "omega"}));
-    let msg = expect_error(c.get(&format!("{base}/alpha")).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(msg, webob("Could not find metadata tag alpha"));
-    let msg = expect_error(
-        c.put(&format!("{base}/omega"), &json!({"name": "gamma"}))
-            .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(msg, dup("gamma"));
-    let msg = expect_error(
-        c.put(&format!("{base}/nope"), &json!({"name": "zz"})).await,
+    c.fails_with(
+        get(&format!("{base}/alpha")),
         StatusCode::NOT_FOUND,
+        "Could not find metadata tag alpha",
     )
     .await;
-    assert_eq!(msg, webob("Could not find metadata tag nope"));
-    let msg = expect_error(
-        c.put(&format!("{base}/omega"), &json!({})).await,
-        StatusCode::BAD_REQUEST,
+    let msg = c
+        .fails(
+            put(&format!("{base}/omega"), json!({"name": "gamma"})),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert_eq!(msg, dup("gamma"));
+    c.fails_with(
+        put(&format!("{base}/nope"), json!({"name": "zz"})),
+        StatusCode::NOT_FOUND,
+        "Could not find metadata tag nope",
     )
     .await;
-    assert!(
-        msg.starts_with(
-            "Provided object does not match schema 'tag': 'name' is a required property\n"
-        ),
-        "{msg}"
-    );
+    c.schema_fails(
+        put(&format!("{base}/omega"), json!({})),
+        "tag",
+        "'name' is a required property",
+    )
+    .await;
 
     // Delete.
-    assert_eq!(
-        c.delete(&format!("{base}/omega")).await.status(),
-        StatusCode::NO_CONTENT
-    );
-    let msg = expect_error(
-        c.delete(&format!("{base}/omega")).await,
-        StatusCode::NOT_FOUND,
+    c.deletes_once(
+        &format!("{base}/omega"),
+        "Could not find metadata tag omega",
     )
     .await;
-    assert_eq!(msg, webob("Could not find metadata tag omega"));
     assert_eq!(c.ok(&base).await, json!({"tags": [{"name": "gamma"}]}));
     c.cleanup(&ns).await;
 }
@@ -1621,12 +1601,12 @@ async fn tags_bulk_create_replaces_or_appends() {
     .await;
     assert_eq!(msg, dup("b2"));
     // The same name twice in one request fails as a whole, and the old tags stay.
-    let msg = expect_error(
-        c.post(&base, &json!({"tags": [{"name": "d1"}, {"name": "d1"}]}))
-            .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let msg = c
+        .fails(
+            post(&base, json!({"tags": [{"name": "d1"}, {"name": "d1"}]})),
+            StatusCode::CONFLICT,
+        )
+        .await;
     assert_eq!(msg, dup("d1"));
     assert_eq!(
         c.ok(&base).await,
@@ -1634,11 +1614,8 @@ async fn tags_bulk_create_replaces_or_appends() {
     );
     // Glance: an empty list replaces nothing (the existing tags stay).
     assert_eq!(
-        expect_json(
-            c.post(&base, &json!({"tags": []})).await,
-            StatusCode::CREATED
-        )
-        .await,
+        c.json(post(&base, json!({"tags": []})), StatusCode::CREATED)
+            .await,
         json!({"tags": []})
     );
     assert_eq!(c.ok(&base).await["tags"].as_array().unwrap().len(), 3);
@@ -1653,16 +1630,13 @@ async fn tags_bulk_create_replaces_or_appends() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(c.ok(&base).await, json!({"tags": [{"name": "only"}]}));
     // Invalid bodies.
-    let msg = expect_error(
-        c.post(&base, &json!({"tags": [{"name": "x", "bogus": 1}]}))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with("Provided object does not match schema 'tags': "),
-        "{msg}"
-    );
+    let msg = c
+        .fails(
+            post(&base, json!({"tags": [{"name": "x", "bogus": 1}]})),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert!(msg.starts_with(&schema_error("tags", "")), "{msg}");
 
     // Delete all tags.
     assert_eq!(c.delete(&base).await.status(), StatusCode::NO_CONTENT);
@@ -1680,11 +1654,8 @@ async fn tags_list_limit_marker_and_sort() {
     let base = format!("{}/tags", ns_path(&ns));
     // Created in this order, one request each.
     for t in ["m", "z", "a", "q"] {
-        expect_json(
-            c.post_empty(&format!("{base}/{t}")).await,
-            StatusCode::CREATED,
-        )
-        .await;
+        c.json(post_empty(&format!("{base}/{t}")), StatusCode::CREATED)
+            .await;
     }
     let list = |q: &str| {
         let c = &c;
@@ -1721,24 +1692,24 @@ async fn tags_list_limit_marker_and_sort() {
     assert_eq!(list("limit=1&marker=z").await, vec!["m"]);
     assert_eq!(list("marker=a").await, vec!["z", "m"]);
     // Errors.
-    let msg = expect_error(
-        c.get(&format!("{base}?marker=nope")).await,
+    c.fails_with(
+        get(&format!("{base}?marker=nope")),
         StatusCode::NOT_FOUND,
+        "Could not find metadata tag nope",
     )
     .await;
-    assert_eq!(msg, webob("Could not find metadata tag nope"));
-    let msg = expect_error(
-        c.get(&format!("{base}?sort_dir=sideways")).await,
+    c.fails_with(
+        get(&format!("{base}?sort_dir=sideways")),
         StatusCode::BAD_REQUEST,
+        "Invalid sort direction: sideways",
     )
     .await;
-    assert_eq!(msg, webob("Invalid sort direction: sideways"));
-    let msg = expect_error(
-        c.get(&format!("{base}?limit=-2")).await,
+    c.fails_with(
+        get(&format!("{base}?limit=-2")),
         StatusCode::BAD_REQUEST,
+        "limit param must be positive",
     )
     .await;
-    assert_eq!(msg, webob("limit param must be positive"));
     c.cleanup(&ns).await;
 }
 
@@ -1821,56 +1792,33 @@ async fn resource_types_and_associations() {
     );
 
     // Twice is a conflict.
-    let msg = expect_error(
-        c.post(&base, &json!({"name": rt})).await,
+    c.fails_with(
+        post(&base, json!({"name": rt})),
         StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(
-        msg,
-        webob(&format!(
+        &format!(
             "The metadata definition resource-type association of resource-type={rt} to \
              namespace={ns} already exists."
-        ))
-    );
+        ),
+    )
+    .await;
     // Invalid bodies.
-    let msg = expect_error(
-        c.post(&base, &json!({"prefix": "a_"})).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with(
-            "Provided object does not match schema 'resource_type_association': \
-             'name' is a required property\n"
+    for (body, detail) in [
+        (json!({"prefix": "a_"}), "'name' is a required property"),
+        (
+            json!({"name": rt, "bogus": 1}),
+            "Additional properties are not allowed ('bogus' was unexpected)",
         ),
-        "{msg}"
-    );
-    let msg = expect_error(
-        c.post(&base, &json!({"name": rt, "bogus": 1})).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        msg.starts_with(
-            "Provided object does not match schema 'resource_type_association': \
-             Additional properties are not allowed ('bogus' was unexpected)\n"
-        ),
-        "{msg}"
-    );
+    ] {
+        c.schema_fails(post(&base, body), "resource_type_association", detail)
+            .await;
+    }
 
     // Dissociate.
-    let resp = c.delete(&format!("{base}/{rt}")).await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let msg = expect_error(
-        c.delete(&format!("{base}/{rt}")).await,
-        StatusCode::NOT_FOUND,
+    c.deletes_once(
+        &format!("{base}/{rt}"),
+        &format!("Failed to find resource type {rt} to delete"),
     )
     .await;
-    assert_eq!(
-        msg,
-        webob(&format!("Failed to find resource type {rt} to delete"))
-    );
     let left: Vec<String> = names(&c.ok(&base).await["resource_type_associations"]);
     assert_eq!(
         sorted(&left.iter().map(String::as_str).collect::<Vec<_>>()),
@@ -1995,7 +1943,9 @@ async fn non_admins_read_public_and_own_namespaces_only() {
         c.ok("/v2/metadefs/resource_types").await;
 
         // Another project's private namespace does not exist for them.
-        let msg = expect_error(c.get(&ns_path(&foreign)).await, StatusCode::NOT_FOUND).await;
+        let msg = c
+            .fails(get(&ns_path(&foreign)), StatusCode::NOT_FOUND)
+            .await;
         assert_eq!(msg, webob("The resource could not be found."), "{who}");
         let gone = webob(&format!("Namespace {foreign} not found"));
         for sub in [
@@ -2005,29 +1955,32 @@ async fn non_admins_read_public_and_own_namespaces_only() {
             "properties",
             "resource_types",
         ] {
-            let msg = expect_error(
-                c.get(&format!("{}/{sub}", ns_path(&foreign))).await,
+            let msg = c
+                .fails(
+                    get(&format!("{}/{sub}", ns_path(&foreign))),
+                    StatusCode::NOT_FOUND,
+                )
+                .await;
+            assert_eq!(msg, gone, "{who} {sub}");
+        }
+        let msg = c
+            .fails(
+                put(&ns_path(&foreign), json!({"namespace": foreign})),
                 StatusCode::NOT_FOUND,
             )
             .await;
-            assert_eq!(msg, gone, "{who} {sub}");
-        }
-        let msg = expect_error(
-            c.put(&ns_path(&foreign), &json!({"namespace": foreign}))
-                .await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
         assert_eq!(msg, gone, "{who}");
-        let msg = expect_error(c.delete(&ns_path(&foreign)).await, StatusCode::NOT_FOUND).await;
+        let msg = c
+            .fails(delete(&ns_path(&foreign)), StatusCode::NOT_FOUND)
+            .await;
         assert_eq!(msg, gone, "{who}");
         // As a marker it is refused outright.
-        let msg = expect_error(
-            c.get(&format!("/v2/metadefs/namespaces?marker={foreign}"))
-                .await,
-            StatusCode::FORBIDDEN,
-        )
-        .await;
+        let msg = c
+            .fails(
+                get(&format!("/v2/metadefs/namespaces?marker={foreign}")),
+                StatusCode::FORBIDDEN,
+            )
+            .await;
         assert_eq!(
             msg,
             webob(&format!(
@@ -2071,93 +2024,74 @@ async fn non_admins_cannot_write_metadefs() {
     ] {
         let who = format!("{} of {}", c.who.roles, c.who.project);
         let prop = json!({"name": "q", "title": "Q", "type": "string"});
-        let cases: Vec<(Response, &str)> = vec![
+        let cases: Vec<(Req, &str)> = vec![
             (
-                c.post(
+                post(
                     "/v2/metadefs/namespaces",
-                    &json!({"namespace": app.name("nope")}),
-                )
-                .await,
+                    json!({"namespace": app.name("nope")}),
+                ),
                 "add_metadef_namespace",
             ),
             (
-                c.put(&p, &json!({"namespace": ns})).await,
+                put(&p, json!({"namespace": ns})),
                 "modify_metadef_namespace",
             ),
-            (c.delete(&p).await, "delete_metadef_namespace"),
+            (delete(&p), "delete_metadef_namespace"),
             (
-                c.post(&format!("{p}/objects"), &json!({"name": "o2"}))
-                    .await,
+                post(&format!("{p}/objects"), json!({"name": "o2"})),
                 "add_metadef_object",
             ),
             (
-                c.put(&format!("{p}/objects/o"), &json!({"name": "o"}))
-                    .await,
+                put(&format!("{p}/objects/o"), json!({"name": "o"})),
                 "modify_metadef_object",
             ),
+            (delete(&format!("{p}/objects/o")), "delete_metadef_object"),
             (
-                c.delete(&format!("{p}/objects/o")).await,
-                "delete_metadef_object",
-            ),
-            (
-                c.post(&format!("{p}/properties"), &prop).await,
+                post(&format!("{p}/properties"), prop.clone()),
                 "add_metadef_property",
             ),
             (
-                c.put(
+                put(
                     &format!("{p}/properties/p"),
-                    &json!({"name": "p", "title": "P", "type": "string"}),
-                )
-                .await,
+                    json!({"name": "p", "title": "P", "type": "string"}),
+                ),
                 "modify_metadef_property",
             ),
             (
-                c.delete(&format!("{p}/properties/p")).await,
+                delete(&format!("{p}/properties/p")),
                 "remove_metadef_property",
             ),
+            (post_empty(&format!("{p}/tags/t2")), "add_metadef_tag"),
             (
-                c.post_empty(&format!("{p}/tags/t2")).await,
-                "add_metadef_tag",
-            ),
-            (
-                c.post(&format!("{p}/tags"), &json!({"tags": [{"name": "t3"}]}))
-                    .await,
+                post(&format!("{p}/tags"), json!({"tags": [{"name": "t3"}]})),
                 "add_metadef_tags",
             ),
             (
-                c.put(&format!("{p}/tags/t"), &json!({"name": "t4"})).await,
+                put(&format!("{p}/tags/t"), json!({"name": "t4"})),
                 "modify_metadef_tag",
             ),
-            (c.delete(&format!("{p}/tags/t")).await, "delete_metadef_tag"),
+            (delete(&format!("{p}/tags/t")), "delete_metadef_tag"),
             (
-                c.post(
+                post(
                     &format!("{p}/resource_types"),
-                    &json!({"name": "OS::Nova::Flavor"}),
-                )
-                .await,
+                    json!({"name": "OS::Nova::Flavor"}),
+                ),
                 "add_metadef_resource_type_association",
             ),
             (
-                c.delete(&format!("{p}/resource_types/OS::Glance::Image"))
-                    .await,
+                delete(&format!("{p}/resource_types/OS::Glance::Image")),
                 "remove_metadef_resource_type_association",
             ),
             // Glance checks deleting all objects/properties/tags as deleting the namespace.
+            (delete(&format!("{p}/objects")), "delete_metadef_namespace"),
             (
-                c.delete(&format!("{p}/objects")).await,
+                delete(&format!("{p}/properties")),
                 "delete_metadef_namespace",
             ),
-            (
-                c.delete(&format!("{p}/properties")).await,
-                "delete_metadef_namespace",
-            ),
-            (
-                c.delete(&format!("{p}/tags")).await,
-                "delete_metadef_namespace",
-            ),
+            (delete(&format!("{p}/tags")), "delete_metadef_namespace"),
         ];
-        for (resp, action) in cases {
-            let msg = expect_error(resp, StatusCode::FORBIDDEN).await;
+        for (req, action) in cases {
+            let msg = c.fails(req, StatusCode::FORBIDDEN).await;
             assert_eq!(msg, denied(action), "{who}");
         }
     }
@@ -2390,48 +2324,52 @@ async fn hostile_metadef_input_gets_a_clear_4xx() {
         ),
         (json!({"namespace": ""}), "may not be empty"),
     ] {
-        let msg = expect_error(
-            c.post("/v2/metadefs/namespaces", &body).await,
+        let msg = c
+            .fails(
+                post("/v2/metadefs/namespaces", body.clone()),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert!(msg.contains(want), "{body}: {msg}");
+    }
+    let msg = c
+        .fails(
+            get("/v2/metadefs/namespaces?sort_key=bogus"),
             StatusCode::BAD_REQUEST,
         )
         .await;
-        assert!(msg.contains(want), "{body}: {msg}");
-    }
-    let msg = expect_error(
-        c.get("/v2/metadefs/namespaces?sort_key=bogus").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
     assert!(msg.contains("Invalid sort key: bogus"), "{msg}");
-    let msg = expect_error(
-        c.get("/v2/metadefs/namespaces?limit=abc").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let msg = c
+        .fails(
+            get("/v2/metadefs/namespaces?limit=abc"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     assert!(msg.contains("limit param must be an integer"), "{msg}");
     c.create_ns(json!({"namespace": ns})).await;
-    let msg = expect_error(
-        c.post(&format!("{}/tags", ns_path(&ns)), &json!({})).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let msg = c
+        .fails(
+            post(&format!("{}/tags", ns_path(&ns)), json!({})),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     assert!(msg.contains("'tags' is a required property"), "{msg}");
     // Bounded: at most 2000 tags (and objects, properties) in a namespace.
     let many: Vec<Value> = (0..2001)
         .map(|i| json!({"name": format!("t{i}")}))
         .collect();
-    let msg = expect_error(
-        c.post(&format!("{}/tags", ns_path(&ns)), &json!({ "tags": many }))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let msg = c
+        .fails(
+            post(&format!("{}/tags", ns_path(&ns)), json!({ "tags": many })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     assert!(msg.contains("at most 2000"), "{msg}");
     // Renaming onto a taken name is a conflict (Glance: 500).
     for name in ["p1", "p2"] {
         let body = json!({"name": name, "title": name, "type": "string"});
-        expect_json(
-            c.post(&format!("{}/properties", ns_path(&ns)), &body).await,
+        c.json(
+            post(&format!("{}/properties", ns_path(&ns)), body.clone()),
             StatusCode::CREATED,
         )
         .await;
@@ -2449,8 +2387,8 @@ async fn hostile_metadef_input_gets_a_clear_4xx() {
         deep = json!([deep]);
     }
     let body = json!({"name": "deep", "title": "d", "type": "array", "default": deep});
-    expect_json(
-        c.post(&format!("{}/properties", ns_path(&ns)), &body).await,
+    c.json(
+        post(&format!("{}/properties", ns_path(&ns)), body.clone()),
         StatusCode::CREATED,
     )
     .await;
