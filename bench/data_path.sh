@@ -6,6 +6,8 @@
 #   SIZE_MIB=1024 bash bench/data_path.sh
 #   STORE=s3 bash bench/data_path.sh     # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
 #   STORE=swift bash bench/data_path.sh  # through the Swift store of $VELA_SWIFT_*
+#   CACHE=1 STORE=s3 bash bench/data_path.sh  # with the image cache: the first download
+#                                             # fills it (cold), later ones come from it (warm)
 #
 # The image is generated on the fly (repeating pseudo-random 1 MiB block) and sent chunked with
 # curl, so the client holds nothing in memory either. Data goes to a temporary data dir on the
@@ -46,6 +48,9 @@ prefix = "bench-$$/"
 TOML
   STORE_HEADER=(-H "X-Image-Meta-Store: swift")
 fi
+if [ "${CACHE:-0}" = 1 ]; then
+  printf '\n[cache]\nenabled = true\nmax_size = %d\n' $(( (SIZE_MIB + 1) * 1048576 )) >>"$BENCH_DIR/vela.toml"
+fi
 
 "$BIN" --config "$BENCH_DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$BENCH_DIR/data" >"$BENCH_DIR/out" 2>"$BENCH_DIR/err" &
 PID=$!
@@ -78,10 +83,23 @@ end=$(date +%s.%N)
 up=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
 echo "upload:   ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${up} MB/s; peak RSS so far: $(rss)"
 
-start=$(date +%s.%N)
-curl -sf -H "X-Auth-Token: $TOKEN" -o /dev/null "$URL/v2/images/$ID/file"
-end=$(date +%s.%N)
-down=$(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')")
-echo "download: ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = ${down} MB/s; peak RSS: $(rss)"
+download() {
+  local start end
+  start=$(date +%s.%N)
+  curl -sf -H "X-Auth-Token: $TOKEN" -o /dev/null "$URL/v2/images/$ID/file"
+  end=$(date +%s.%N)
+  echo "$1 ${SIZE_MIB} MiB in $(python3 -c "print(f'{$end-$start:.2f}')") s = $(python3 -c "print(f'{$SIZE_MIB*1048576/($end-$start)/1e6:.0f}')") MB/s; peak RSS: $(rss)"
+}
+if [ "${CACHE:-0}" = 1 ]; then
+  download "download (cold, fills the cache):"
+  for _ in $(seq 600); do
+    curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/cache" | grep -q "$ID" && break
+    sleep 0.1
+  done
+  curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/cache" | grep -q "$ID" || { echo "image was not cached" >&2; exit 1; }
+  download "download (warm, from the cache):"
+else
+  download "download:"
+fi
 curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/images/$ID" | python3 -c 'import json,sys; i=json.load(sys.stdin); print("image:", i["status"], i["size"], i["checksum"])'
 curl -sf -H "X-Auth-Token: $TOKEN" -X DELETE "$URL/v2/images/$ID"

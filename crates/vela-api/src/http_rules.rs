@@ -33,6 +33,8 @@ const BODY_REJECT: &[(&str, &str)] = &[
     ("GET", "/info/import"),
     ("GET", "/info/stores"),
     ("GET", "/info/stores/detail"),
+    ("GET", "/cache"),
+    ("GET", "/cache/nodes/{id}"),
     ("GET", "/schemas/metadefs/{name}"),
     ("GET", "/metadefs/resource_types"),
     ("GET", "/metadefs/namespaces/{ns}"),

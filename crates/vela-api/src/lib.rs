@@ -5,6 +5,7 @@
 //! into domain types, check policy, and call the repository and the store.
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 mod http_rules;
 pub mod identity;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub identity: Option<Arc<vela_auth::identity::Identity>>,
     /// Runs imports (and owns the staging area).
     pub importer: vela_import::Importer,
+    /// This node's image cache, when enabled.
+    pub cache: Option<cache::CacheService>,
     schemas: Arc<schemas::Schemas>,
 }
 
@@ -94,6 +97,7 @@ impl AppState {
             policy: cfg.policy.clone(),
             identity: None,
             importer,
+            cache: None,
             cfg: Arc::new(cfg),
             schemas,
         }
@@ -104,6 +108,12 @@ impl AppState {
     /// Serves the embedded identity service at `/v3`.
     pub fn with_identity(mut self, identity: Arc<vela_auth::identity::Identity>) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// Serves downloads through this node's image cache, and the `/v2/cache` API.
+    pub fn with_cache(mut self, cache: vela_store::cache::ImageCache) -> Self {
+        self.cache = Some(cache::CacheService::new(cache));
         self
     }
 }
@@ -163,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas/{name}", get(schemas::get))
         .route("/schemas/metadefs/{name}", get(schemas::get_metadef))
         .merge(metadefs::routes())
+        .merge(cache::routes())
         .route("/info/import", get(info::import))
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
@@ -177,6 +188,7 @@ pub fn router(state: AppState) -> Router {
     let negotiation = versions::Negotiation {
         public: state.cfg.public_endpoint.clone(),
         identity: state.identity.is_some(),
+        cache: state.cache.is_some(),
     };
     let mut api = Router::new().nest("/v2", v2);
     if let Some(id) = &state.identity {

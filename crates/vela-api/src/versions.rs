@@ -6,24 +6,37 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// Same order as Glance lists them.
+/// Same order as Glance lists them, without the image cache (v2.17 current)…
 const VERSIONS: &[&str] = &[
     "v2.15", "v2.9", "v2.17", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0",
 ];
-const CURRENT: &str = "v2.17";
+/// …and with it (v2.14 and v2.16 add the cache API, v2.18 its clean and prune calls).
+const CACHE_VERSIONS: &[&str] = &[
+    "v2.18", "v2.17", "v2.16", "v2.15", "v2.14", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3",
+    "v2.2", "v2.1", "v2.0",
+];
 
-fn document(h: &HeaderMap, public_endpoint: Option<&str>) -> serde_json::Value {
+fn versions(cache: bool) -> &'static [&'static str] {
+    if cache {
+        CACHE_VERSIONS
+    } else {
+        VERSIONS
+    }
+}
+
+fn document(h: &HeaderMap, public_endpoint: Option<&str>, cache: bool) -> serde_json::Value {
     let base = match public_endpoint {
         Some(p) => p.trim_end_matches('/').to_owned(),
         None => crate::wire::host_base(h),
     };
     let href = format!("{base}/v2/");
-    let versions: Vec<_> = VERSIONS
+    let current = if cache { "v2.18" } else { "v2.17" };
+    let versions: Vec<_> = versions(cache)
         .iter()
         .map(|id| {
             json!({
                 "id": id,
-                "status": if *id == CURRENT { "CURRENT" } else { "SUPPORTED" },
+                "status": if *id == current { "CURRENT" } else { "SUPPORTED" },
                 "links": [{"rel": "self", "href": href}],
             })
         })
@@ -31,11 +44,11 @@ fn document(h: &HeaderMap, public_endpoint: Option<&str>) -> serde_json::Value {
     json!({ "versions": versions })
 }
 
-fn respond(status: StatusCode, h: &HeaderMap, public: Option<&str>) -> Response {
+fn respond(status: StatusCode, h: &HeaderMap, neg: &Negotiation) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        document(h, public).to_string(),
+        document(h, neg.public.as_deref(), neg.cache).to_string(),
     )
         .into_response()
 }
@@ -47,10 +60,12 @@ pub struct Negotiation {
     pub public: Option<String>,
     /// `/v3` is the embedded identity service's, not an unknown image API version.
     pub identity: bool,
+    /// The image cache is enabled (its API versions are offered).
+    pub cache: bool,
 }
 
-fn accepted_prefix(seg: &str) -> bool {
-    seg == "v2" || VERSIONS.contains(&seg)
+fn accepted_prefix(seg: &str, cache: bool) -> bool {
+    seg == "v2" || versions(cache).contains(&seg)
 }
 
 /// The media type prefix of Glance's `Accept`-header versioning.
@@ -98,7 +113,7 @@ pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: N
     let path = req.uri().path().to_owned();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if path == "/versions" {
-        return respond(StatusCode::OK, req.headers(), public);
+        return respond(StatusCode::OK, req.headers(), &neg);
     }
     if neg.identity && path == "/v3/" {
         // Keystone answers its version document with or without the slash.
@@ -113,8 +128,8 @@ pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: N
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Some(version) = accept.strip_prefix(VND) {
-        if !accepted_prefix(version) {
-            return respond(StatusCode::MULTIPLE_CHOICES, req.headers(), public);
+        if !accepted_prefix(version, neg.cache) {
+            return respond(StatusCode::MULTIPLE_CHOICES, req.headers(), &neg);
         }
         rewrite(&mut req, &format!("/v2{path}"));
         return route(req, next).await;
@@ -140,10 +155,10 @@ pub async fn negotiate(State(neg): State<Negotiation>, mut req: Request, next: N
     if first == "v2" {
         return route(req, next).await;
     }
-    if accepted_prefix(first) {
+    if accepted_prefix(first, neg.cache) {
         let rest = &path[1 + first.len()..];
         rewrite(&mut req, &format!("/v2{rest}"));
         return route(req, next).await;
     }
-    respond(StatusCode::MULTIPLE_CHOICES, req.headers(), public)
+    respond(StatusCode::MULTIPLE_CHOICES, req.headers(), &neg)
 }

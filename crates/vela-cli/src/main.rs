@@ -62,6 +62,20 @@ enum Command {
         #[command(subcommand)]
         command: MetadefsCommand,
     },
+    /// This node's image cache (`[cache]`).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Remove stalled partial files, then evict the least recently used images until the cache
+    /// fits cache.max_size (the server also does this every cache.prune_interval_secs).
+    Prune,
+    /// List the cached and the queued images.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +232,29 @@ async fn main() -> anyhow::Result<()> {
             };
             db.close().await;
             done
+        }
+        Command::Cache { command } => {
+            let cache = vela_server::open_cache(&cfg)?.ok_or_else(|| {
+                anyhow::anyhow!("the image cache is not enabled ([cache] enabled)")
+            })?;
+            match command {
+                CacheCommand::Prune => {
+                    let cleaned = cache.clean().await?;
+                    let p = cache.prune().await?;
+                    println!(
+                        "removed {cleaned} partial or orphaned files; pruned {} images, {} bytes",
+                        p.total_files_pruned, p.total_bytes_pruned
+                    );
+                }
+                CacheCommand::List => {
+                    let listed = serde_json::json!({
+                        "cached_images": cache.list().await?,
+                        "queued_images": cache.queued().await?,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&listed)?);
+                }
+            }
+            Ok(())
         }
         Command::Config => {
             // Passwords and keys are `Secret`s and print as ***; the database URL's

@@ -25,6 +25,8 @@ const SECTIONS: &[&str] = &[
     "import_filtering_opts",
     "import",
     "image_format",
+    "metadefs",
+    "cache",
 ];
 
 /// The whole configuration.
@@ -45,6 +47,39 @@ pub struct Config {
     pub import: ImportSection,
     pub image_format: ImageFormatSection,
     pub metadefs: MetadefsSection,
+    pub cache: CacheSection,
+}
+
+/// `[cache]`: the image cache, a verified copy of image data on this node's disk (Glance's
+/// `image_cache_dir` and its companions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// Serve downloads through the cache, and offer the `/v2/cache` API (API v2.14–v2.18).
+    pub enabled: bool,
+    /// Where cached data lives (default `<data_dir>/image-cache`); local to the node.
+    pub dir: Option<PathBuf>,
+    /// Bytes kept after pruning; larger images are not cached (`image_cache_max_size`).
+    pub max_size: u64,
+    /// Partial files older than this are removed (`image_cache_stall_time`).
+    pub stall_time_secs: u64,
+    /// How often the server evicts copies of images no longer active, cleans and prunes.
+    pub prune_interval_secs: u64,
+    /// How often the prefetcher looks at the queue when no queueing woke it.
+    pub prefetch_interval_secs: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            enabled: false,
+            dir: None,
+            max_size: 10 << 30,
+            stall_time_secs: 86_400,
+            prune_interval_secs: 300,
+            prefetch_interval_secs: 30,
+        }
+    }
 }
 
 /// `[metadefs]`: the metadata definitions catalog.
@@ -452,6 +487,7 @@ impl Default for Config {
             import: ImportSection::default(),
             image_format: ImageFormatSection::default(),
             metadefs: MetadefsSection::default(),
+            cache: CacheSection::default(),
         }
     }
 }
@@ -702,6 +738,14 @@ impl Config {
             .staging_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("staging"))
+    }
+
+    /// The image cache directory (explicit, or `<data_dir>/image-cache`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("image-cache"))
     }
 
     /// The plugins' scratch directory (explicit, or `<data_dir>/import-work`).

@@ -19,6 +19,7 @@ use vela_db::{Db, DbOptions};
 use vela_domain::list::Paging;
 use vela_domain::{ImageRules, ImageStatus};
 use vela_import::{ImportConfig, Importer};
+use vela_store::cache::{CacheSettings, ImageCache};
 use vela_store::digest::HashAlgo;
 use vela_store::fs::{create_private_file, looser_than_private, FsStore};
 use vela_store::http::{HttpConfig, HttpStore};
@@ -44,6 +45,23 @@ pub struct Application {
     gc_grace: Duration,
     scrub_every: Option<Duration>,
     scrub_delay: Duration,
+    /// The API state, when the image cache runs (for its prefetcher and maintenance).
+    cache: Option<(AppState, config::CacheSection)>,
+}
+
+/// Opens the image cache when it is enabled.
+pub fn open_cache(cfg: &Config) -> anyhow::Result<Option<ImageCache>> {
+    if !cfg.cache.enabled {
+        return Ok(None);
+    }
+    let dir = cfg.cache_dir();
+    let cache = ImageCache::open(CacheSettings {
+        dir: dir.clone(),
+        max_size: cfg.cache.max_size,
+        stall_time: Duration::from_secs(cfg.cache.stall_time_secs),
+    })
+    .with_context(|| format!("opening the image cache {}", dir.display()))?;
+    Ok(Some(cache))
 }
 
 /// Warns about the data directory, the SQLite file (it holds the token signing key and the
@@ -444,6 +462,18 @@ impl Application {
         if let Some(id) = identity {
             state = state.with_identity(id);
         }
+        let cache = open_cache(&cfg)?;
+        if let Some(cache) = cache {
+            let removed = cache.remove_partials().await?;
+            if removed > 0 {
+                tracing::info!(removed, "removed partial image cache files");
+            }
+            state = state.with_cache(cache);
+        }
+        let cache = state
+            .cache
+            .is_some()
+            .then(|| (state.clone(), cfg.cache.clone()));
         let router = vela_api::router(state);
         let listener = TcpListener::bind(&cfg.server.bind)
             .await
@@ -470,6 +500,7 @@ impl Application {
                 .then(|| Duration::from_secs(cfg.images.scrub_interval_secs.max(1))),
             scrub_delay: Duration::from_secs(cfg.images.scrub_time_secs),
             gc_grace: Duration::from_secs(cfg.store.gc_grace_secs),
+            cache,
         })
     }
 
@@ -538,12 +569,30 @@ impl Application {
                 }
             }
         });
+        let cache_tasks = self.cache.map(|(state, c)| {
+            let prefetch = Duration::from_secs(c.prefetch_interval_secs.max(1));
+            let prefetcher = tokio::spawn(vela_api::cache::prefetcher(state.clone(), prefetch));
+            let every = Duration::from_secs(c.prune_interval_secs.max(1));
+            let maintenance = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = vela_api::cache::maintain(&state).await {
+                        tracing::error!(error = %e.message, "image cache maintenance failed");
+                    }
+                }
+            });
+            [prefetcher, maintenance]
+        });
         let served = serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving");
         sweeper.abort();
         gc.abort();
         scrubber.abort();
+        for task in cache_tasks.into_iter().flatten() {
+            task.abort();
+        }
         // Running imports fail and put their images back before the node goes.
         self.importer.cancel_all();
         self.importer.wait_idle(Duration::from_secs(10)).await;

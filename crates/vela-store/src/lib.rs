@@ -5,6 +5,7 @@
 //! [`digest::Digester`] wraps the upload stream, hashes it on separate threads and enforces the
 //! size limits, so every backend gets the same accounting.
 
+pub mod cache;
 pub mod digest;
 pub mod fs;
 pub mod http;

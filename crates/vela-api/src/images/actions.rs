@@ -20,6 +20,7 @@ pub async fn deactivate(
         img.deactivate()
     })
     .await?;
+    crate::cache::evict(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -371,6 +371,12 @@ pub async fn download(
         .or_else(|| header_str(&headers, header::CONTENT_RANGE.as_str()))
         .map(|v| parse_range(&v))
         .transpose()?;
+    if let Some(hit) = crate::cache::cached(&state, &img).await {
+        let size = hit.size;
+        let range = requested.as_ref().map(|r| resolve(r, size)).transpose()?;
+        crate::cache::count_hit(&state, &img.id).await;
+        return Ok(data_response(&img, hit.stream(range), size, range));
+    }
     // Each location in turn, as Glance: a store that fails to open the data passes to the
     // next copy. A range the data cannot satisfy is the client's error, not the store's.
     let mut failed = None;
@@ -418,11 +424,25 @@ async fn serve_location(
         None => None,
     };
     let fetched = store.get(&loc.url, range).await.map_err(Served::Store)?;
+    let body = match range {
+        None => crate::cache::copy_through(state, img, fetched.body),
+        Some(_) => fetched.body,
+    };
+    Ok(data_response(img, body, fetched.total_size, range))
+}
+
+/// A download response: the whole data (200) or one range of it (206).
+fn data_response(
+    img: &Image,
+    body: ByteStream,
+    total_size: u64,
+    range: Option<ByteRange>,
+) -> Response {
     let (status, length) = match range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.len()),
-        None => (StatusCode::OK, fetched.total_size),
+        None => (StatusCode::OK, total_size),
     };
-    let mut resp = Response::new(Body::from_stream(fetched.body));
+    let mut resp = Response::new(Body::from_stream(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -438,12 +458,10 @@ async fn serve_location(
         h.insert("content-md5", md5);
     }
     if let Some(r) = range {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {}-{}/{}",
-            r.start, r.end, fetched.total_size
-        )) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, total_size))
+        {
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    Ok(resp)
+    resp
 }

@@ -27,6 +27,7 @@ pub async fn delete(
             .remove_staged(&id, Some(&staged.as_str().into()))
             .await;
     }
+    crate::cache::evict(&state, &id).await;
     if img.status == vela_domain::ImageStatus::PendingDelete {
         tracing::info!(image_id = %id, request_id = %ctx.request_id, "image pending delete");
         return Ok(StatusCode::NO_CONTENT);

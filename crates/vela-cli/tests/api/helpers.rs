@@ -546,10 +546,26 @@ impl TestApp {
         self.cluster.as_ref()
     }
 
-    /// Runs a `vela` subcommand against this cluster's database and store, whatever its
-    /// outcome.
+    /// Runs a `vela` subcommand against this node's (or cluster's) configuration, database
+    /// and store, whatever its outcome.
     pub fn run_vela_output(&self, args: &[&str]) -> std::process::Output {
-        let info = self.cluster.as_ref().expect("not a cluster node");
+        let Some(info) = self.cluster.as_ref() else {
+            let dir = self.data_dir().expect("a server this suite started");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vela"));
+            let cfg = dir.join("config.toml");
+            if cfg.exists() {
+                cmd.arg("--config").arg(cfg);
+            }
+            if let Some(db) = &self.database {
+                cmd.env("VELA_DATABASE__URL", &db.url);
+            }
+            return cmd
+                .arg("--data-dir")
+                .arg(dir.join("data"))
+                .args(args)
+                .output()
+                .unwrap();
+        };
         let cfg = info.root.join(format!("cli-{}.toml", &new_uuid()[..8]));
         std::fs::write(&cfg, &info.config).unwrap();
         Command::new(env!("CARGO_BIN_EXE_vela"))
@@ -562,7 +578,7 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Runs a `vela` subcommand against this cluster's database and store; returns stdout.
+    /// Runs a `vela` subcommand as [`TestApp::run_vela_output`]; returns stdout.
     pub fn run_vela(&self, args: &[&str]) -> String {
         let out = self.run_vela_output(args);
         assert!(

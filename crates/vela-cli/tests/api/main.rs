@@ -11,6 +11,7 @@
 mod helpers;
 
 mod abuse;
+mod cache;
 mod cluster;
 mod data;
 mod errors;

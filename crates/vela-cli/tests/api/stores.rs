@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{expect_error, expect_json, md5_hex, test_data, TestApp, OCTET};
 
 /// `[stores.s3]` for the S3 server of the environment, if any.
-fn s3_section(prefix: &str) -> Option<String> {
+pub(crate) fn s3_section(prefix: &str) -> Option<String> {
     let Ok(endpoint) = std::env::var("VELA_S3_ENDPOINT") else {
         assert!(
             std::env::var("VELA_REQUIRE_S3").as_deref() != Ok("1"),
@@ -30,7 +30,7 @@ fn s3_section(prefix: &str) -> Option<String> {
 }
 
 /// `[stores.swift]` for the Swift API of the environment (radosgw's, v1 auth), if any.
-fn swift_section(prefix: &str) -> Option<String> {
+pub(crate) fn swift_section(prefix: &str) -> Option<String> {
     let auth_url = std::env::var("VELA_SWIFT_AUTH_URL").ok()?;
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     Some(format!(
@@ -44,7 +44,7 @@ fn swift_section(prefix: &str) -> Option<String> {
 
 /// `[stores.osswift]`: OpenStack Swift through Keystone (Vela's service user, storage URL
 /// from the catalog), when `scripts/swift.sh` runs beside `scripts/keystone.sh`.
-fn keystone_swift_section(prefix: &str) -> Option<String> {
+pub(crate) fn keystone_swift_section(prefix: &str) -> Option<String> {
     if std::env::var("VELA_OS_SWIFT_KEYSTONE").as_deref() != Ok("1") {
         return None;
     }

@@ -77,6 +77,12 @@ pub enum Action {
     AddMetadefTags,
     DeleteMetadefTag,
     DeleteMetadefTags,
+    CacheImage,
+    CacheList,
+    CacheDelete,
+    CacheClean,
+    CachePrune,
+    ListCachedNodes,
 }
 
 impl Action {
@@ -138,6 +144,12 @@ impl Action {
             Action::AddMetadefTags => "add_metadef_tags",
             Action::DeleteMetadefTag => "delete_metadef_tag",
             Action::DeleteMetadefTags => "delete_metadef_tags",
+            Action::CacheImage => "cache_image",
+            Action::CacheList => "cache_list",
+            Action::CacheDelete => "cache_delete",
+            Action::CacheClean => "cache_clean",
+            Action::CachePrune => "cache_prune",
+            Action::ListCachedNodes => "list_cached_nodes",
         }
     }
 }
@@ -206,6 +218,8 @@ fn defaults() -> Vec<(&'static str, String)> {
         "cache_image",
         "cache_list",
         "cache_delete",
+        "cache_clean",
+        "cache_prune",
     ] {
         rules.push((name, ADMIN.to_owned()));
     }
