@@ -2,7 +2,8 @@
 # Client interop test: drives the real OpenStack CLIs (`openstack image ...` from
 # python-openstackclient and `glance ...` from python-glanceclient) against Vela through a full
 # image life cycle, then through interoperable image import (glance-direct, web-download from a
-# local web server, copy-image to S3) and the refusal of a hostile qcow2. The server it starts
+# local web server, copy-image to S3), the refusal of a hostile qcow2, metadefs and the image
+# cache (`glance cache-*`, `openstack cached image …`). The server it starts
 # runs the embedded identity service: the CLIs log in with a user name and password at
 # $URL/v3 (Keystone v3 password auth), as against a cloud.
 #
@@ -140,6 +141,7 @@ else
     printf '[store]\nid = "local"\n\n'
     printf '[images]\nenabled_import_methods = ["glance-direct", "web-download", "copy-image"]\n\n'
     printf '[import_filtering_opts]\nallowed_ports = []\nallowed_networks = ["127.0.0.0/8"]\n'
+    printf '\n[cache]\nenabled = true\n'
     if [ -n "${VELA_S3_ENDPOINT:-}" ]; then
       printf '\n[stores.s3]\ntype = "s3"\nendpoint = "%s"\nregion = "%s"\nbucket = "%s"\n' \
         "$VELA_S3_ENDPOINT" "${VELA_S3_REGION:-}" "${VELA_S3_BUCKET:-}"
@@ -997,6 +999,56 @@ else
   step "vela metadefs load --overwrite of Glance's files, openstack metadef namespace list" md_load_glance
   step "glance: md-namespace-show OS::Compute::Libvirt, md-property-list" md_glance_show
   step "vela metadefs export" md_export
+fi
+
+# ================================================================ image cache
+# The server runs with [cache] enabled: an admin queues an image with glance and the node
+# prefetches it; both CLIs list it; a download is served from the copy (a hit); the copy is
+# removed with openstack and the cache cleared with glance.
+C="$WORK/cache"
+CACHE_ID=""
+
+cache_queue() {
+  run "$C.create" "${OSC[@]}" image create -f json --disk-format raw --container-format bare \
+    --file "$DATA" "e2e-cache-$$" || return 1
+  CACHE_ID="$(jget "$C.create" id)" && need_id "$CACHE_ID" || return 1
+  run "$C.queue" "${GLC_ADMIN[@]}" cache-queue "$CACHE_ID" || return 1
+  local i
+  for i in $(seq 100); do
+    run "$C.list" "${GLC_ADMIN[@]}" cache-list || return 1
+    grep -F "$CACHE_ID" "$C.list" | grep -qw cached && return 0
+    sleep 0.2
+  done
+  note "image never listed as cached by glance cache-list:"; sed 's/^/  /' "$C.list" >>"$DIAG"
+  return 1
+}
+
+cache_download_hit() {
+  need_id "$CACHE_ID" || return 1
+  run "$C.save" "${OSC[@]}" image save --file "$WORK/cached-download.bin" "$CACHE_ID" || return 1
+  expect_download "$WORK/cached-download.bin" || return 1
+  run "$C.olist" "${OSC_ADMIN[@]}" cached image list -f json || return 1
+  expect_line "cached image list" "$CACHE_ID" "$(jcol "$C.olist" ID)" || return 1
+  expect_eq hits "$("$PY" -c 'import json,sys; print([r["Hits"] for r in json.load(open(sys.argv[1])) if r["ID"] == sys.argv[2]][0])' "$C.olist" "$CACHE_ID")" 1
+}
+
+cache_remove() {
+  need_id "$CACHE_ID" || return 1
+  run "$C.del" "${OSC_ADMIN[@]}" cached image delete "$CACHE_ID" || return 1
+  run "$C.olist2" "${OSC_ADMIN[@]}" cached image list -f json || return 1
+  expect_no_line "cached image list after delete" "$CACHE_ID" "$(jcol "$C.olist2" ID)" || return 1
+  run "$C.clear" "${GLC_ADMIN[@]}" cache-clear --target both || return 1
+  run "$C.prune" "${GLC_ADMIN[@]}" cache-prune || return 1
+  grep -q "Pruned 0 file" "$C.prune" || { note "cache-prune said: $(cat "$C.prune")"; return 1; }
+  run "$C.rm" "${OSC[@]}" image delete "$CACHE_ID"
+}
+
+if [ -n "${VELA_URL:-}" ]; then
+  skip "image cache" "VELA_URL: not this script's server (the cache may be off)"
+else
+  step "glance: cache-queue, cache-list (prefetched)" cache_queue
+  step "openstack: image save served from the cache, cached image list (1 hit)" cache_download_hit
+  step "openstack: cached image delete; glance: cache-clear, cache-prune" cache_remove
 fi
 
 # ---------------------------------------------------------------- summary
