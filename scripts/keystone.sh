@@ -4,7 +4,9 @@
 #
 #   scripts/keystone.sh start         fresh Keystone; prints `export KEYSTONE_...` lines on stdout
 #                                     (only those: `eval "$(scripts/keystone.sh start)"`)
-#   scripts/keystone.sh endpoint URL  registers URL as the image service (public/internal/admin)
+#   scripts/keystone.sh endpoint URL [TYPE]
+#                                     registers URL as the image service (public/internal/admin),
+#                                     or as service TYPE (e.g. tempest's image_remote)
 #   scripts/keystone.sh stop
 #
 # `start` creates, besides Keystone's bootstrap admin (password $KEYSTONE_ADMIN_PASSWORD):
@@ -14,7 +16,8 @@
 # Bootstrap's implied roles (admin -> manager -> member -> reader) put reader in member tokens.
 #
 # Environment: KEYSTONE_DIR (state, default ${TMPDIR:-/tmp}/vela-keystone), KEYSTONE_PORT
-# (default 5000), KEYSTONE_VENV (default $REPO/.venv-keystone; created when missing).
+# (default 5000), KEYSTONE_VENV (default $REPO/.venv-keystone; created when missing), KEYSTONE_DB
+# (`sqlite` keeps Keystone on SQLite even when MariaDB is reachable).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,14 +32,14 @@ log() { printf 'keystone: %s\n' "$*" >&2; }
 ensure_venv() {
   if [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/keystone-manage" ] && [ -x "$VENV/bin/openstack" ] &&
     "$VENV/bin/python" -c 'import importlib.util as u, sys
-sys.exit(not all(u.find_spec(m) for m in ("keystone", "keystoneauth1", "openstackclient")))' 2>/dev/null; then
+sys.exit(not all(u.find_spec(m) for m in ("keystone", "keystoneauth1", "openstackclient", "pymysql")))' 2>/dev/null; then
     return 0
   fi
   local py
   py="$(command -v python3.11 || command -v python3)"
   log "installing keystone, uwsgi and python-openstackclient into $VENV (with $py)"
   "$py" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check keystone uwsgi python-openstackclient >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check keystone uwsgi python-openstackclient PyMySQL >&2
 }
 
 stop() {
@@ -70,6 +73,15 @@ start() {
   fi
   rm -rf "$DIR"
   mkdir -p "$DIR"
+  # Keystone's database: SQLite answers "database is locked" (a 500, or a connection closed
+  # without a response) when several workers write at once, as tempest's dynamic credentials
+  # do; the machine's MariaDB serves it when it is reachable (a fresh database per start).
+  local db="sqlite:///$DIR/keystone.sqlite"
+  if [ "${KEYSTONE_DB:-auto}" != sqlite ] &&
+    mariadb -h 127.0.0.1 -P 3306 -u root -e "DROP DATABASE IF EXISTS vela_keystone_$PORT;
+      CREATE DATABASE vela_keystone_$PORT CHARACTER SET utf8mb4" 2>/dev/null; then
+    db="mysql+pymysql://root@127.0.0.1:3306/vela_keystone_$PORT?charset=utf8mb4"
+  fi
   mkdir -m 700 "$DIR/fernet" "$DIR/credential"   # Keystone warns about readable key repositories
   # password_hash_rounds: bcrypt's default of 12 costs ~0.3 s per password check, i.e. per token
   # issued; 4 (bcrypt's minimum) makes the tests' many logins cheap. Test-only Keystone.
@@ -77,7 +89,7 @@ start() {
 [DEFAULT]
 log_file = $DIR/keystone.log
 [database]
-connection = sqlite:///$DIR/keystone.sqlite
+connection = $db
 [identity]
 password_hash_rounds = 4
 [token]
@@ -204,34 +216,35 @@ ENV
 }
 
 endpoint() {
-  KS_URL="$URL" KS_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$VENV/bin/python" - "$1" <<'PY' >&2
+  KS_URL="$URL" KS_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$VENV/bin/python" - "$1" "${2:-image}" <<'PY' >&2
 import os
 import sys
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
 
-url, image_url = os.environ["KS_URL"], sys.argv[1]
+url, image_url, kind = os.environ["KS_URL"], sys.argv[1], sys.argv[2]
 admin = session.Session(auth=v3.Password(
     auth_url=url, username="admin", password=os.environ["KS_ADMIN_PASSWORD"],
     user_domain_id="default", project_name="admin", project_domain_id="default"))
-services = admin.get(f"{url}/services", params={"type": "image"}).json()["services"]
+services = admin.get(f"{url}/services", params={"type": kind}).json()["services"]
 if services:
     sid = services[0]["id"]
 else:
+    name = "glance" if kind == "image" else kind
     sid = admin.post(f"{url}/services",
-                     json={"service": {"name": "glance", "type": "image"}}).json()["service"]["id"]
+                     json={"service": {"name": name, "type": kind}}).json()["service"]["id"]
 for ep in admin.get(f"{url}/endpoints", params={"service_id": sid}).json()["endpoints"]:
     admin.delete(f"{url}/endpoints/{ep['id']}")
 for iface in ("public", "internal", "admin"):
     admin.post(f"{url}/endpoints", json={"endpoint": {
         "service_id": sid, "interface": iface, "url": image_url, "region_id": "RegionOne"}})
-print("image endpoint:", image_url)
+print(f"{kind} endpoint:", image_url)
 PY
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  endpoint) [ -n "${2:-}" ] || { echo "usage: $0 endpoint URL" >&2; exit 2; }; endpoint "$2" ;;
-  *) echo "usage: $0 start|stop|endpoint URL" >&2; exit 2 ;;
+  endpoint) [ -n "${2:-}" ] || { echo "usage: $0 endpoint URL [TYPE]" >&2; exit 2; }; endpoint "$2" "${3:-image}" ;;
+  *) echo "usage: $0 start|stop|endpoint URL [TYPE]" >&2; exit 2 ;;
 esac

@@ -16,7 +16,9 @@
 #     parsers);
 #  5. the client interop tests: the real OpenStack CLIs (python-openstackclient and
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
-#     Vela's embedded identity service, and through the real Keystone.
+#     Vela's embedded identity service, and through the real Keystone;
+#  6. the conformance suites through the real Keystone (e2e/tempest.sh: tempest's image API
+#     tests and glance-tempest-plugin from PyPI, checked against e2e/tempest-expected.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,4 +103,6 @@ bash e2e/interop.sh
 if [ "$KEYSTONE_STARTED" = 1 ]; then
   echo "== interop: CLIs through Keystone"
   bash e2e/keystone.sh
+  echo "== conformance: tempest's image tests and glance-tempest-plugin through Keystone"
+  bash e2e/tempest.sh
 fi

@@ -125,21 +125,23 @@ impl Run {
                 return Err(ImportError::failed(format!("Reading {shown}: {why}")));
             }
         }
-        let d = digest
+        let mut d = digest
             .finish()
             .await
             .map_err(|e| ImportError::failed(e.to_string()))?;
-        let checked = match second {
-            Some(s) => {
-                s.finish()
-                    .await
-                    .map_err(|e| ImportError::failed(e.to_string()))?
-                    .hash
-            }
-            None => d.hash.clone(),
-        };
+        // As Glance, the image records the client's algorithm and value when it gave one
+        // (tempest checks `os_hash_algo` is then e.g. sha256).
+        if let Some(s) = second {
+            let s = s
+                .finish()
+                .await
+                .map_err(|e| ImportError::failed(e.to_string()))?;
+            d.algo = s.algo;
+            d.hash = s.hash;
+        }
+        let checked = &d.hash;
         if let Some(want) = &job.value.validation.os_hash_value {
-            if !want.eq_ignore_ascii_case(&checked) {
+            if !want.eq_ignore_ascii_case(checked) {
                 return Err(ImportError::failed(format!(
                     "os_hash_value: ({want}) not matched with actual os_hash_value: ({checked})"
                 )));

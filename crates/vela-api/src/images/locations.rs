@@ -319,8 +319,9 @@ pub async fn add(
     if let Err(OutboundError::Refused(why) | OutboundError::BadUrl(why)) =
         check_outbound(&state, store.as_ref(), &url).await
     {
+        // Glance's wording for a filtered URL, which clients (tempest) look for.
         return Err(ApiError::bad_request(format!(
-            "Location URL refused: {why}"
+            "URI for location does not pass filtering: {why}"
         )));
     }
     // The image is locked for the background task (Glance's `os_glance_import_task`), so a

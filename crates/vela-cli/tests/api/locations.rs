@@ -499,18 +499,21 @@ async fn the_location_api_serves_services() {
     assert_eq!(v["status"], "queued");
     assert!(v.get("checksum").is_none_or(Value::is_null), "{v}");
 
-    // The right hash: the data is read and checked, then the image is active.
+    // The right hash, in another algorithm than the configured one: the data is read and
+    // checked, then the image is active and records the client's algorithm (as Glance).
+    let sha256 = hex::encode(sha2::Sha256::digest(&data));
     let resp = app
         .send(post(
             &service,
-            json!({"url": url, "validation_data": {"os_hash_algo": "sha512", "os_hash_value": sha}}),
+            json!({"url": url, "validation_data": {"os_hash_algo": "sha256", "os_hash_value": sha256}}),
         ))
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     wait_unlocked(&app, &id).await;
     let v = wait_status(&app, &id, "active").await;
     assert_eq!(v["checksum"], md5_hex(&data).as_str());
-    assert_eq!(v["os_hash_value"], sha.as_str());
+    assert_eq!(v["os_hash_algo"], "sha256");
+    assert_eq!(v["os_hash_value"], sha256.as_str());
     assert_eq!(v["size"], data.len());
     assert_eq!(app.download(id.as_str()).await.bytes().await.unwrap(), data);
     // Only queued images take a location.
@@ -735,7 +738,10 @@ async fn assert_all_refused(app: &TestApp, s: &Ssrf, front_allowed: bool) {
             wait_unlocked(app, &id).await;
         } else {
             let msg = expect_error(resp, StatusCode::BAD_REQUEST).await;
-            assert!(msg.contains("Location URL refused"), "{url}: {msg}");
+            assert!(
+                msg.contains("URI for location does not pass filtering"),
+                "{url}: {msg}"
+            );
         }
         let v = app.show(&id).await;
         assert_eq!(v["status"], "queued", "{url}: {v}");
@@ -831,5 +837,8 @@ async fn internal_urls_work_when_the_operator_allows_them() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(msg.contains("Location URL refused"), "{msg}");
+    assert!(
+        msg.contains("URI for location does not pass filtering"),
+        "{msg}"
+    );
 }
