@@ -10,6 +10,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=e2e/lib.sh
+. "$REPO/e2e/lib.sh"
 VELA_BIN="${VELA_BIN:-$REPO/target/release/vela}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vela-ks-e2e.XXXXXX")"
 SERVER_PID=""
@@ -37,16 +39,7 @@ while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OS_' || true)
 
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
-cat >"$WORK/vela.toml" <<TOML
-[auth]
-mode = "keystone"
-
-[auth.keystone]
-auth_url = "$KEYSTONE_URL"
-username = "$KEYSTONE_SERVICE_USER"
-password = "$KEYSTONE_SERVICE_PASSWORD"
-project_name = "$KEYSTONE_SERVICE_PROJECT"
-TOML
+keystone_auth_toml >"$WORK/vela.toml"
 "$VELA_BIN" --config "$WORK/vela.toml" --data-dir "$WORK/data" serve --bind "127.0.0.1:$PORT" \
   >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!

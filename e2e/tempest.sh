@@ -25,6 +25,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=e2e/lib.sh
+. "$REPO/e2e/lib.sh"
 VELA_BIN="${VELA_BIN:-$REPO/target/release/vela}"
 VENV="${TEMPEST_VENV:-$REPO/.venv-tempest}"
 EXPECTED="$REPO/e2e/tempest-expected.txt"
@@ -122,15 +124,8 @@ allowed_networks = ["127.0.0.1"]
 [cache]
 enabled = true
 
-[auth]
-mode = "keystone"
-
-[auth.keystone]
-auth_url = "$KEYSTONE_URL"
-username = "$KEYSTONE_SERVICE_USER"
-password = "$KEYSTONE_SERVICE_PASSWORD"
-project_name = "$KEYSTONE_SERVICE_PROJECT"
 TOML
+keystone_auth_toml >>"$WORK/vela.toml"
 # Two nodes of one deployment (one database, image directory and staging area; a cache each):
 # tempest's alternate_image_endpoint ("image_remote") tests stage on one and import on the other.
 start_node() {   # start_node NAME PORT
