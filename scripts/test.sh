@@ -16,7 +16,8 @@
 #     parsers);
 #  5. the client interop tests: the real OpenStack CLIs (python-openstackclient and
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
-#     Vela's embedded identity service, and through the real Keystone;
+#     Vela's embedded identity service, and through the real Keystone; then the README's
+#     first-run commands, literally (e2e/first_run.sh);
 #  6. the conformance suites through the real Keystone (e2e/tempest.sh: tempest's image API
 #     tests and glance-tempest-plugin from PyPI, checked against e2e/tempest-expected.txt).
 set -euo pipefail
@@ -100,6 +101,8 @@ fi
 export VELA_BIN="${VELA_BIN:-${CARGO_TARGET_DIR:-target}/release/vela}"
 echo "== interop: CLIs with the embedded identity service"
 bash e2e/interop.sh
+echo "== first run: the README's first-run commands, literally"
+bash e2e/first_run.sh
 if [ "$KEYSTONE_STARTED" = 1 ]; then
   echo "== interop: CLIs through Keystone"
   bash e2e/keystone.sh

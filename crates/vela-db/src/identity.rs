@@ -36,6 +36,15 @@ pub struct Role {
     pub name: String,
 }
 
+/// A role held by a user on a project or on the system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub user_id: String,
+    /// A project id or [`SYSTEM`].
+    pub target: String,
+    pub role: Role,
+}
+
 fn project(r: &AnyRow) -> Result<Project, DbError> {
     Ok(Project {
         id: text(r, "id")?,
@@ -326,6 +335,34 @@ impl Db {
             .bind(target.to_owned())
             .push(" ORDER BY r.name");
         self.all(q, role).await
+    }
+
+    /// Role assignments, optionally only those of a user and/or on a target (a project id
+    /// or [`SYSTEM`]), ordered by user, target and role name.
+    pub async fn assignments(
+        &self,
+        user_id: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Vec<Assignment>, DbError> {
+        let mut q = self.sql(
+            "SELECT a.user_id AS user_id, a.target AS target, r.id AS id, r.name AS name \
+             FROM identity_assignments a JOIN identity_roles r ON r.id = a.role_id WHERE 1 = 1",
+        );
+        if let Some(u) = user_id {
+            q.push(" AND a.user_id = ").bind(u.to_owned());
+        }
+        if let Some(t) = target {
+            q.push(" AND a.target = ").bind(t.to_owned());
+        }
+        q.push(" ORDER BY a.user_id, a.target, r.name");
+        self.all(q, |r| {
+            Ok(Assignment {
+                user_id: text(r, "user_id")?,
+                target: text(r, "target")?,
+                role: role(r)?,
+            })
+        })
+        .await
     }
 
     // ---- tokens

@@ -1,6 +1,7 @@
 //! Turning `[auth]` into the API's policy and authenticator.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use vela_db::Db;
 use vela_domain::policy::protections::{PropOp, PropertyProtections, RuleFormat};
 use vela_domain::policy::Policy;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Config};
+use crate::identity_admin;
 
 /// The policy `[auth]` describes: Glance's defaults, the operator's policy file, property
 /// protections. Any unreadable or invalid file stops startup, naming the file and the rule.
@@ -106,13 +108,77 @@ pub async fn identity(cfg: &AuthConfig, db: &Db) -> anyhow::Result<Option<Arc<Id
     )
     .await
     .context("cannot start the embedded identity service")?;
-    if db.count_users().await? == 0 {
+    if !cfg.first_run_admin && db.count_users().await? == 0 {
         tracing::warn!(
             "the embedded identity service has no users yet: create the admin with \
              `vela identity bootstrap --password <PASSWORD>` (same --config/--data-dir)"
         );
     }
     Ok(Some(Arc::new(id)))
+}
+
+/// The first start of the embedded identity service (no users, `first_run_admin` on): creates
+/// the admin with a generated password and writes `<data_dir>/openrc` for clients of the
+/// listener at `local`. Logs the file's path, never the password.
+pub async fn first_run(cfg: &Config, db: &Db, local: SocketAddr) -> anyhow::Result<()> {
+    if cfg.auth.mode != "embedded" || !cfg.auth.first_run_admin {
+        return Ok(());
+    }
+    let password = identity_admin::generated_password();
+    let Some((user, project)) = identity_admin::first_admin(db, &password).await? else {
+        return Ok(());
+    };
+    let url = match &cfg.server.public_endpoint {
+        Some(e) => e.trim_end_matches('/').to_owned(),
+        None => {
+            let ip = match local.ip() {
+                IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(ip, local.port()))
+        }
+    };
+    let path = cfg.data_dir.join("openrc");
+    let text = format!(
+        "# Credentials of the admin Vela created on its first start.\n\
+         export OS_AUTH_URL={url}/v3\n\
+         export OS_IDENTITY_API_VERSION=3\n\
+         export OS_AUTH_TYPE=password\n\
+         export OS_USERNAME={}\n\
+         export OS_PASSWORD={password}\n\
+         export OS_PROJECT_NAME={}\n\
+         export OS_USER_DOMAIN_NAME=Default\n\
+         export OS_PROJECT_DOMAIN_NAME=Default\n\
+         export OS_REGION_NAME={}\n\
+         export OS_IMAGE_API_VERSION=2\n",
+        user.name, project.name, cfg.auth.region
+    );
+    write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        user = %user.name,
+        project = %project.name,
+        openrc = %path.display(),
+        "first start: created the admin with a generated password; \
+         `source` the openrc file to use the OpenStack clients"
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner may read (mode 0600), replacing any earlier one whole.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The authenticator `[auth]` describes (`identity` is the embedded service, if enabled).

@@ -27,6 +27,7 @@ const SECTIONS: &[&str] = &[
     "image_format",
     "metadefs",
     "cache",
+    "cors",
 ];
 
 /// The whole configuration.
@@ -48,6 +49,68 @@ pub struct Config {
     pub image_format: ImageFormatSection,
     pub metadefs: MetadefsSection,
     pub cache: CacheSection,
+    pub cors: CorsSection,
+}
+
+/// `[cors]`: cross-origin requests from browsers (oslo.middleware's CORS options, as Glance
+/// has them), e.g. Horizon's direct upload from the browser to the image API. Off while
+/// `allowed_origin` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSection {
+    /// Origins allowed (`https://dashboard.example.com`); `*` allows any, answered with the
+    /// request's own origin.
+    pub allowed_origin: Vec<String>,
+    /// Whether the browser may send credentials (cookies, HTTP authentication).
+    pub allow_credentials: bool,
+    /// Response headers the page may read.
+    pub expose_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: u64,
+    /// Methods allowed.
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed.
+    pub allow_headers: Vec<String>,
+}
+
+impl Default for CorsSection {
+    fn default() -> Self {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        CorsSection {
+            allowed_origin: Vec::new(),
+            allow_credentials: true,
+            expose_headers: list(&[
+                "Content-MD5",
+                "X-Image-Meta-Checksum",
+                "X-Auth-Token",
+                "X-Subject-Token",
+                "X-Service-Token",
+                "X-OpenStack-Request-ID",
+                "OpenStack-Image-Import-Methods",
+                "OpenStack-Image-Store-Ids",
+            ]),
+            max_age: 3600,
+            allow_methods: list(&["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]),
+            allow_headers: list(&[
+                "Content-MD5",
+                "Content-Type",
+                "X-Image-Meta-Checksum",
+                "X-Storage-Token",
+                "Accept-Encoding",
+                "X-Auth-Token",
+                "X-Identity-Status",
+                "X-Roles",
+                "X-Service-Catalog",
+                "X-User-Id",
+                "X-Tenant-Id",
+                "X-OpenStack-Request-ID",
+                "X-Image-Meta-Store",
+                "X-Openstack-Stores",
+                "X-Openstack-Append",
+                "X-Openstack-All-Stores-Must-Succeed",
+            ]),
+        }
+    }
 }
 
 /// `[cache]`: the image cache, a verified copy of image data on this node's disk (Glance's
@@ -395,6 +458,10 @@ pub struct AuthConfig {
     /// `keystone`: validate tokens with a Keystone service (`[auth.keystone]`);
     /// `noauth`: trust identity headers (X-Roles, X-Project-Id, X-User-Id) set by a front end.
     pub mode: String,
+    /// `embedded`: on a start with no users, create the admin (user and project `admin`,
+    /// admin of the system too) with a generated password, and write `<data_dir>/openrc`
+    /// (mode 0600) for clients. `vela identity bootstrap` works either way.
+    pub first_run_admin: bool,
     /// `embedded`: seconds a token lives.
     pub token_ttl_secs: u64,
     /// `embedded`: seconds a validated token is trusted by a node before the database is asked
@@ -488,6 +555,7 @@ impl Default for Config {
             image_format: ImageFormatSection::default(),
             metadefs: MetadefsSection::default(),
             cache: CacheSection::default(),
+            cors: CorsSection::default(),
         }
     }
 }
@@ -563,6 +631,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: "embedded".into(),
+            first_run_admin: true,
             token_ttl_secs: 3600,
             token_cache_secs: 5,
             login_failure_window_secs: 60,

@@ -25,6 +25,18 @@ async fn project(db: &Db, key: &str) -> anyhow::Result<Project> {
         .with_context(|| format!("no project '{key}'"))
 }
 
+/// Creates the standard roles (those missing); returns `admin`.
+async fn standard_roles(db: &Db) -> anyhow::Result<Role> {
+    let mut admin_role = None;
+    for name in STANDARD_ROLES {
+        let r = db.ensure_role(name).await?;
+        if *name == "admin" {
+            admin_role = Some(r);
+        }
+    }
+    admin_role.context("admin role missing")
+}
+
 /// Creates the standard roles, the admin project and the admin user (or resets its
 /// password), with `admin` on the project and on the system.
 pub async fn bootstrap(
@@ -34,14 +46,7 @@ pub async fn bootstrap(
     project_name: &str,
 ) -> anyhow::Result<(User, Project)> {
     let hashed = hash(password)?;
-    let mut admin_role = None;
-    for name in STANDARD_ROLES {
-        let r = db.ensure_role(name).await?;
-        if *name == "admin" {
-            admin_role = Some(r);
-        }
-    }
-    let admin_role = admin_role.context("admin role missing")?;
+    let admin_role = standard_roles(db).await?;
     let project = match db.find_project(project_name).await? {
         Some(p) => p,
         None => db.create_project(project_name).await?,
@@ -56,6 +61,39 @@ pub async fn bootstrap(
     db.grant(&user.id, &project.id, &admin_role.id).await?;
     db.grant(&user.id, SYSTEM, &admin_role.id).await?;
     Ok((user, project))
+}
+
+/// A fresh random password for the first-run admin: 128 random bits, hex.
+pub fn generated_password() -> String {
+    vela_auth::identity::new_signing_key()[..32].to_owned()
+}
+
+/// On a first start with no users: creates the standard roles, the `admin` project and the
+/// `admin` user with `password`, as [`bootstrap`] does. Never resets an existing user, so a
+/// node that loses the race against another node starting at once returns `None` (the other
+/// node's password stands).
+pub async fn first_admin(db: &Db, password: &str) -> anyhow::Result<Option<(User, Project)>> {
+    if db.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let hashed = hash(password)?;
+    let admin_role = standard_roles(db).await?;
+    let project = match db.find_project("admin").await? {
+        Some(p) => p,
+        None => match db.create_project("admin").await {
+            Ok(p) => p,
+            Err(vela_db::DbError::Conflict(_)) => project(db, "admin").await?,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let user = match db.create_user("admin", &hashed, Some(&project.id)).await {
+        Ok(u) => u,
+        Err(vela_db::DbError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    db.grant(&user.id, &project.id, &admin_role.id).await?;
+    db.grant(&user.id, SYSTEM, &admin_role.id).await?;
+    Ok(Some((user, project)))
 }
 
 pub async fn create_project(db: &Db, name: &str) -> anyhow::Result<Project> {

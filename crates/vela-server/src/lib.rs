@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+mod cors;
 pub mod identity_admin;
 pub mod metadefs;
 mod serve;
@@ -459,6 +460,7 @@ impl Application {
         }
         let sweep_every = (api.upload_lease / 4).max(Duration::from_millis(500));
         let mut state = AppState::new(db.clone(), stores.clone(), api, importer.clone());
+        let state_has_identity = identity.is_some();
         if let Some(id) = identity {
             state = state.with_identity(id);
         }
@@ -474,10 +476,17 @@ impl Application {
             .cache
             .is_some()
             .then(|| (state.clone(), cfg.cache.clone()));
-        let router = vela_api::router(state);
+        let mut router = vela_api::router(state);
+        if let Some(cors) = cors::layer(&cfg.cors)? {
+            router = router.layer(cors);
+        }
         let listener = TcpListener::bind(&cfg.server.bind)
             .await
             .with_context(|| format!("binding {}", cfg.server.bind))?;
+        if state_has_identity {
+            let local = listener.local_addr().context("the listener's address")?;
+            auth::first_run(&cfg, &db, local).await?;
+        }
         let srv = &cfg.server;
         let limits = serve::Limits {
             header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),

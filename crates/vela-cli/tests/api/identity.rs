@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::TestApp;
 
 /// One node in embedded mode (a one-node cluster, so `vela identity …` can run beside it).
-async fn embedded(extra: &str) -> Option<TestApp> {
+pub(crate) async fn embedded(extra: &str) -> Option<TestApp> {
     let cfg = format!("[auth]\nmode = \"embedded\"\ntoken_cache_secs = 0\n{extra}");
     let mut nodes = TestApp::spawn_cluster_with(1, &cfg).await?;
     nodes.pop()
@@ -17,7 +17,7 @@ async fn embedded(extra: &str) -> Option<TestApp> {
 
 /// Bootstraps the admin and creates project `alpha` with user `alice` (member) and user
 /// `bob` (no project).
-fn populate(app: &TestApp) {
+pub(crate) fn populate(app: &TestApp) {
     app.run_vela(&["identity", "bootstrap", "--password", "admin-pw"]);
     app.run_vela(&["identity", "project", "create", "alpha"]);
     app.run_vela(&["identity", "project", "create", "beta"]);
@@ -34,7 +34,7 @@ fn populate(app: &TestApp) {
     app.run_vela(&["identity", "user", "create", "bob", "--password", "bob-pw"]);
 }
 
-fn password_auth(user: &str, password: &str, scope: Option<Value>) -> Value {
+pub(crate) fn password_auth(user: &str, password: &str, scope: Option<Value>) -> Value {
     let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": {
         "name": user, "domain": {"name": "Default"}, "password": password}}}});
     if let Some(s) = scope {
@@ -43,12 +43,12 @@ fn password_auth(user: &str, password: &str, scope: Option<Value>) -> Value {
     json!({ "auth": auth })
 }
 
-fn project_scope(name: &str) -> Option<Value> {
+pub(crate) fn project_scope(name: &str) -> Option<Value> {
     Some(json!({"project": {"name": name, "domain": {"id": "default"}}}))
 }
 
 /// POST /v3/auth/tokens; returns (status, token, body).
-async fn issue(app: &TestApp, body: &Value) -> (StatusCode, Option<String>, Value) {
+pub(crate) async fn issue(app: &TestApp, body: &Value) -> (StatusCode, Option<String>, Value) {
     let resp = app.post_json("/v3/auth/tokens", body).await;
     let status = resp.status();
     let token = resp
@@ -59,14 +59,19 @@ async fn issue(app: &TestApp, body: &Value) -> (StatusCode, Option<String>, Valu
     (status, token, body)
 }
 
-async fn token_for(app: &TestApp, user: &str, password: &str, project: &str) -> String {
+pub(crate) async fn token_for(app: &TestApp, user: &str, password: &str, project: &str) -> String {
     let (status, token, body) =
         issue(app, &password_auth(user, password, project_scope(project))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     token.unwrap()
 }
 
-async fn with_token(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Response {
+pub(crate) async fn with_token(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
     app.send(app.request(method, path).header("x-auth-token", token))
         .await
 }

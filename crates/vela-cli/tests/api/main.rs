@@ -13,6 +13,7 @@ mod helpers;
 mod abuse;
 mod cache;
 mod cluster;
+mod dashboard;
 mod data;
 mod errors;
 mod http_rules;

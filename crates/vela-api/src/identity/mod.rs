@@ -1,4 +1,7 @@
-//! `/v3`: Keystone's version document and token API, as far as OpenStack clients use them.
+//! `/v3`: Keystone's version document and token API, as far as OpenStack clients use them,
+//! and the read calls of [`directory`].
+
+mod directory;
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use vela_auth::identity::throttle::Refusal;
 use vela_auth::identity::{Identity, Resolved, MAX_RESCOPE_DEPTH};
 
 /// A Keystone-style error: always JSON.
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     let body = json!({"error": {"code": status.as_u16(), "message": message, "title": title}});
     (
@@ -29,14 +32,14 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
         "The request you have made requires authentication.",
     )
 }
 
-fn from_auth(e: AuthError) -> Response {
+pub(super) fn from_auth(e: AuthError) -> Response {
     match e {
         AuthError::Invalid(why) => {
             tracing::info!(reason = %why, "token refused");
@@ -52,8 +55,18 @@ fn from_auth(e: AuthError) -> Response {
     }
 }
 
-fn db_error(e: vela_db::DbError) -> Response {
+pub(super) fn db_error(e: vela_db::DbError) -> Response {
     from_auth(AuthError::Unavailable(e.to_string()))
+}
+
+/// A 200 with a JSON body.
+pub(super) fn json_ok(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The `/v3` routes over the embedded identity service.
@@ -64,6 +77,7 @@ pub fn router(identity: Arc<Identity>) -> Router<AppState> {
             "/auth/tokens",
             get(validate).head(validate).post(issue).delete(revoke),
         )
+        .merge(directory::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
         .layer(axum::Extension(identity))
 }
@@ -93,14 +107,14 @@ fn timestamp(micros: i64) -> String {
         .to_string()
 }
 
-const DOMAIN: &str = "default";
+pub(super) const DOMAIN: &str = "default";
 
 fn domain() -> Value {
     json!({"id": DOMAIN, "name": "Default"})
 }
 
 /// The service catalog: this node's image API, and its identity API.
-fn catalog(base: &str, region: &str) -> Value {
+pub(super) fn catalog(base: &str, region: &str) -> Value {
     let endpoints = |service: &str, url: &str| -> Vec<Value> {
         ["public", "internal", "admin"]
             .iter()
@@ -186,6 +200,11 @@ enum Scope {
 }
 
 async fn requested_scope(id: &Identity, auth: &Value, user: &User) -> Result<Scope, Response> {
+    // keystoneauth's `unscoped=True` (Horizon's first login step) asks for no scope at all,
+    // not even the default project.
+    if auth.get("scope").and_then(Value::as_str) == Some("unscoped") {
+        return Ok(Scope::Unscoped);
+    }
     let Some(scope) = auth.get("scope") else {
         // Keystone scopes to the user's default project when no scope is asked for.
         if let Some(p) = &user.default_project_id {
