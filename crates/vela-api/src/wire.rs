@@ -75,7 +75,10 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     });
     if let Some(info) = resp.extensions_mut().remove::<ErrorInfo>() {
         render_into(&mut resp, &info.message, info.verbatim, &facts);
-    } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+    } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !resp.headers().contains_key(header::CONTENT_TYPE)
+    {
+        // The router's bare 405 (the identity API writes its own, in Keystone's shape).
         render_into(&mut resp, "", false, &facts);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -4,6 +4,9 @@
 //! (projects, users, roles, role assignments, the one domain). Writes stay with
 //! `vela identity …`.
 //!
+//! Groups, credentials and application credentials do not exist here: their lists are empty,
+//! so the dashboard's panels for them show nothing rather than an error.
+//!
 //! Access follows Keystone's default policy: system readers and admins read everything; other
 //! callers read themselves, their projects and the token's own project, and get 403 elsewhere.
 
@@ -41,6 +44,13 @@ pub fn routes() -> Router<AppState> {
         .route("/role_assignments", get(role_assignments))
         .route("/domains", get(list_domains))
         .route("/domains/{id}", get(show_domain))
+        .route("/groups", get(list_groups))
+        .route("/users/{id}/groups", get(user_groups))
+        .route("/credentials", get(list_credentials))
+        .route(
+            "/users/{id}/application_credentials",
+            get(user_application_credentials),
+        )
 }
 
 type Id = axum::Extension<Arc<Identity>>;
@@ -573,4 +583,103 @@ async fn show_domain(
         return not_found("domain", &domain);
     }
     json_ok(json!({"domain": domain_json(&base_url(&state, &headers))}))
+}
+
+/// An empty collection for a caller allowed to list it (`own`: the user in the path is the
+/// caller).
+async fn empty_list(
+    state: &AppState,
+    id: &Identity,
+    headers: &HeaderMap,
+    key: &str,
+    path: &str,
+    own: Option<&str>,
+    rule: &str,
+) -> Response {
+    let c = match caller(id, headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let allowed = match own {
+        Some(user) => c.user.id == user || reads_all(&c),
+        None => true,
+    };
+    if !allowed {
+        return forbidden(rule);
+    }
+    collection(key, Vec::new(), &base_url(state, headers), path)
+}
+
+/// `GET /v3/groups`: no groups here.
+async fn list_groups(
+    State(state): State<AppState>,
+    axum::Extension(id): Id,
+    headers: HeaderMap,
+) -> Response {
+    let c = match caller(&id, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !reads_all(&c) {
+        return forbidden("list_groups");
+    }
+    collection("groups", Vec::new(), &base_url(&state, &headers), "groups")
+}
+
+/// `GET /v3/users/{id}/groups`.
+async fn user_groups(
+    State(state): State<AppState>,
+    axum::Extension(id): Id,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("users/{user_id}/groups");
+    empty_list(
+        &state,
+        &id,
+        &headers,
+        "groups",
+        &path,
+        Some(&user_id),
+        "list_groups_for_user",
+    )
+    .await
+}
+
+/// `GET /v3/credentials`: callers see their own, and there are none.
+async fn list_credentials(
+    State(state): State<AppState>,
+    axum::Extension(id): Id,
+    headers: HeaderMap,
+) -> Response {
+    empty_list(
+        &state,
+        &id,
+        &headers,
+        "credentials",
+        "credentials",
+        None,
+        "list_credentials",
+    )
+    .await
+}
+
+/// `GET /v3/users/{id}/application_credentials`.
+async fn user_application_credentials(
+    State(state): State<AppState>,
+    axum::Extension(id): Id,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("users/{user_id}/application_credentials");
+    empty_list(
+        &state,
+        &id,
+        &headers,
+        "application_credentials",
+        &path,
+        Some(&user_id),
+        "list_application_credentials",
+    )
+    .await
 }

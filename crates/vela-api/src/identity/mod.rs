@@ -77,8 +77,16 @@ pub fn router(identity: Arc<Identity>) -> Router<AppState> {
             "/auth/tokens",
             get(validate).head(validate).post(issue).delete(revoke),
         )
+        .route("/users/{id}/password", axum::routing::post(change_password))
         .merge(directory::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The method is not allowed for the requested URL. Vela's embedded identity \
+                 service is managed with `vela identity …`.",
+            )
+        })
         .layer(axum::Extension(identity))
 }
 
@@ -219,6 +227,11 @@ async fn requested_scope(id: &Identity, auth: &Value, user: &User) -> Result<Sco
     if scope.get("system").is_some() {
         return Ok(Scope::System);
     }
+    if scope.get("domain").is_some() {
+        // Roles are held on projects and the system only: like Keystone for a user without a
+        // role on the domain (Horizon tries a domain scope at login and goes on).
+        return Err(unauthorized());
+    }
     let Some(p) = scope.get("project") else {
         return Err(bad_request("Only project and system scopes are supported."));
     };
@@ -273,37 +286,7 @@ async fn authenticate(
         let key = str_field(u, "id")
             .or_else(|| str_field(u, "name"))
             .ok_or_else(|| bad_request("The password method needs a user id or name."))?;
-        let shown_client = client.map_or_else(|| "-".to_owned(), |a| a.to_string());
-        match id.throttle.check(key, client) {
-            Ok(()) => {}
-            Err(Refusal::Locked) => {
-                tracing::warn!(user = %key, client = %shown_client, "login refused: user locked out");
-                return Err(unauthorized());
-            }
-            Err(Refusal::Throttled(wait)) => {
-                tracing::warn!(user = %key, client = %shown_client, "login refused: too many failures");
-                let mut resp = error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed logins; try again later.",
-                );
-                if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return Err(resp);
-            }
-        }
-        let user = match id.db().find_user(key).await {
-            Ok(u) => u.filter(|u| u.enabled),
-            Err(e) => return Err(db_error(e)),
-        };
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = id.check_password(password.to_owned(), hash).await;
-        let Some(user) = user.filter(|_| ok) else {
-            id.throttle.failed(key, client);
-            tracing::warn!(user = %key, client = %shown_client, "password authentication failed");
-            return Err(unauthorized());
-        };
-        id.throttle.succeeded(key);
+        let user = check_password(id, key, password, client).await?;
         return Ok(Authenticated {
             user,
             methods: vec!["password".into()],
@@ -338,6 +321,92 @@ async fn authenticate(
     }
     Err(unauthorized())
 }
+
+/// The enabled user `key` (id or name) whose password this is, through the failed-login
+/// throttle; 401 (or 429 while throttled) otherwise.
+async fn check_password(
+    id: &Identity,
+    key: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<User, Response> {
+    let shown_client = client.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    match id.throttle.check(key, client) {
+        Ok(()) => {}
+        Err(Refusal::Locked) => {
+            tracing::warn!(user = %key, client = %shown_client, "login refused: user locked out");
+            return Err(unauthorized());
+        }
+        Err(Refusal::Throttled(wait)) => {
+            tracing::warn!(user = %key, client = %shown_client, "login refused: too many failures");
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed logins; try again later.",
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(resp);
+        }
+    }
+    let user = match id.db().find_user(key).await {
+        Ok(u) => u.filter(|u| u.enabled),
+        Err(e) => return Err(db_error(e)),
+    };
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = id.check_password(password.to_owned(), hash).await;
+    let Some(user) = user.filter(|_| ok) else {
+        id.throttle.failed(key, client);
+        tracing::warn!(user = %key, client = %shown_client, "password authentication failed");
+        return Err(unauthorized());
+    };
+    id.throttle.succeeded(key);
+    Ok(user)
+}
+
+/// `POST /v3/users/{id}/password`: a user changes its own password, proving the old one (no
+/// token needed, as in Keystone). The user's earlier tokens stop working.
+async fn change_password(
+    axum::Extension(id): axum::Extension<Arc<Identity>>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    client: Option<axum::Extension<ClientAddr>>,
+    body: Bytes,
+) -> Response {
+    let client = client.map(|c| c.0 .0.ip());
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Expecting to find user in the request body.");
+    };
+    let u = body.get("user").unwrap_or(&Value::Null);
+    let (Some(old), Some(new)) = (str_field(u, "original_password"), str_field(u, "password"))
+    else {
+        return bad_request("Expecting user.original_password and user.password.");
+    };
+    if new.is_empty() || new.len() > MAX_PASSWORD_BYTES {
+        return bad_request(&format!(
+            "The new password must have 1 to {MAX_PASSWORD_BYTES} bytes."
+        ));
+    }
+    let user = match check_password(&id, &user_id, old, client).await {
+        Ok(u) if u.id == user_id => u,
+        Ok(_) => return unauthorized(),
+        Err(resp) => return resp,
+    };
+    let new = new.to_owned();
+    let hashed =
+        match tokio::task::spawn_blocking(move || vela_auth::identity::hash_password(&new)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return from_auth(AuthError::Unavailable(e)),
+            Err(e) => return from_auth(AuthError::Unavailable(e.to_string())),
+        };
+    if let Err(e) = id.db().set_password(&user.id, &hashed).await {
+        return db_error(e);
+    }
+    tracing::info!(user = %user.name, "password changed by its user");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Longest password accepted when changing one.
+const MAX_PASSWORD_BYTES: usize = 4096;
 
 /// `POST /v3/auth/tokens`: password or token authentication, project/system/no scope.
 async fn issue(

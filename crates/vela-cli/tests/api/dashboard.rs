@@ -267,3 +267,76 @@ async fn first_run_admin_can_be_turned_off() {
     assert!(app.server_log().contains("vela identity bootstrap"));
     assert_eq!(app.run_vela(&["identity", "user", "list"]).trim(), "");
 }
+
+#[tokio::test]
+async fn dashboard_side_calls_answer_as_keystone() {
+    let Some(app) = embedded("").await else {
+        return;
+    };
+    populate(&app);
+    let alice = token_for(&app, "alice", "alice-pw", "alpha").await;
+    let admin = token_for(&app, "admin", "admin-pw", "admin").await;
+    // A domain scope: no roles on domains here, so 401 as Keystone answers such a user.
+    let mut body = password_auth("alice", "alice-pw", None);
+    body["auth"]["scope"] = json!({"domain": {"name": "Default"}});
+    assert_eq!(issue(&app, &body).await.0, StatusCode::UNAUTHORIZED);
+    // No groups, credentials or application credentials: empty lists, under the same rules.
+    let (status, body) = get_json(&app, "/v3/groups", &admin).await;
+    assert_eq!((status, &body["groups"]), (StatusCode::OK, &json!([])));
+    assert_eq!(
+        get_json(&app, "/v3/groups", &alice).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = get_json(&app, "/v3/credentials", &alice).await;
+    assert_eq!((status, &body["credentials"]), (StatusCode::OK, &json!([])));
+    // Writes are not served: Keystone's error shape, so keystoneclient shows the message.
+    let resp = app
+        .send(
+            app.request(Method::POST, "/v3/projects")
+                .header("x-auth-token", &admin)
+                .json(&json!({"project": {"name": "gamma"}})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 405, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("vela identity"));
+}
+
+#[tokio::test]
+async fn users_change_their_own_password() {
+    let Some(app) = embedded("").await else {
+        return;
+    };
+    populate(&app);
+    let before = token_for(&app, "alice", "alice-pw", "alpha").await;
+    let (_, body) = get_json(
+        &app,
+        "/v3/users?name=alice",
+        &token_for(&app, "admin", "admin-pw", "admin").await,
+    )
+    .await;
+    let alice_id = body["users"][0]["id"].as_str().unwrap().to_owned();
+    let change = |old: &str, new: &str| {
+        app.request(Method::POST, &format!("/v3/users/{alice_id}/password"))
+            .json(&json!({"user": {"original_password": old, "password": new}}))
+    };
+    // The wrong old password: 401 (and it counts as a failed login).
+    let resp = app.send(change("wrong", "new-pw")).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = app.send(change("alice-pw", "")).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = app.send(change("alice-pw", "new-pw")).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // The new password works, the old one and the earlier tokens do not.
+    token_for(&app, "alice", "new-pw", "alpha").await;
+    let (status, _, _) = issue(&app, &password_auth("alice", "alice-pw", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_json(&app, "/v2/images", &before).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
