@@ -17,7 +17,8 @@
 #  5. the client interop tests: the real OpenStack CLIs (python-openstackclient and
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
 #     Vela's embedded identity service, and through the real Keystone; then the README's
-#     first-run commands, literally (e2e/first_run.sh);
+#     first-run commands, literally (e2e/first_run.sh), and Horizon's image panels in a
+#     headless Chromium (e2e/horizon.sh; screenshots in artifacts/horizon);
 #  6. the conformance suites through the real Keystone (e2e/tempest.sh: tempest's image API
 #     tests and glance-tempest-plugin from PyPI, checked against e2e/tempest-expected.txt).
 set -euo pipefail
@@ -103,6 +104,15 @@ echo "== interop: CLIs with the embedded identity service"
 bash e2e/interop.sh
 echo "== first run: the README's first-run commands, literally"
 bash e2e/first_run.sh
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  echo "== browser: Horizon's image panels (embedded identity; the real Keystone when it runs)"
+  bash e2e/horizon.sh
+elif [ "${VELA_REQUIRE_BROWSER:-0}" = 1 ]; then
+  echo "chromium/chromium-driver are missing and VELA_REQUIRE_BROWSER=1" >&2
+  exit 1
+else
+  echo "WARNING: chromium/chromium-driver missing: the Horizon browser test did NOT run" >&2
+fi
 if [ "$KEYSTONE_STARTED" = 1 ]; then
   echo "== interop: CLIs through Keystone"
   bash e2e/keystone.sh
