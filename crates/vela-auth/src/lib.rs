@@ -3,12 +3,14 @@
 //! - [`identity`]: the embedded identity service's core (passwords, signed tokens, signing-key
 //!   rotation, revocation, login throttling);
 //! - [`keystone`]: validation of Keystone tokens, as keystonemiddleware does it;
-//! - [`cache`]: the validation cache both use.
+//! - [`cache`]: the validation cache both use;
+//! - [`federation`]: Keystone's mapping rules for federated (OpenID Connect) logins.
 //!
 //! The HTTP side (the `/v3` routes, the middleware that turns a request into a
 //! `RequestContext`) lives in `vela-api`.
 
 pub mod cache;
+pub mod federation;
 pub mod identity;
 pub mod keystone;
 
