@@ -13,7 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -53,7 +54,66 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-type Id = axum::Extension<Arc<Identity>>;
+/// Handlers answer with either their body or the refusal.
+type Answer = Result<Response, Response>;
+
+/// What every read handler takes from its request: the identity service, the caller's
+/// headers, the query and the base URL of links.
+struct Call {
+    id: Arc<Identity>,
+    headers: HeaderMap,
+    query: BTreeMap<String, String>,
+    base: String,
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let id = parts
+            .extensions
+            .get::<Arc<Identity>>()
+            .cloned()
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "The resource could not be found."))?;
+        Ok(Call {
+            id,
+            query: params(&parts.uri.query().map(str::to_owned)),
+            base: base_url(state, &parts.headers),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Call {
+    /// The caller: a valid token, or 401.
+    async fn caller(&self) -> Result<Resolved, Response> {
+        caller(&self.id, &self.headers).await
+    }
+
+    /// The caller, when it may read everything (else 403 under `identity:<rule>`).
+    async fn reader(&self, rule: &str) -> Result<Resolved, Response> {
+        let c = self.caller().await?;
+        if reads_all(&c) {
+            Ok(c)
+        } else {
+            Err(forbidden(rule))
+        }
+    }
+
+    /// The caller, when it is `user_id` or may read everything.
+    async fn self_or_reader(&self, user_id: &str, rule: &str) -> Result<Resolved, Response> {
+        let c = self.caller().await?;
+        if c.user.id == user_id || reads_all(&c) {
+            Ok(c)
+        } else {
+            Err(forbidden(rule))
+        }
+    }
+
+    fn list(&self, key: &str, items: Vec<Value>, path: &str) -> Response {
+        collection(key, items, &self.base, path)
+    }
+}
 
 /// The caller: a valid token, or 401.
 async fn caller(id: &Identity, headers: &HeaderMap) -> Result<Resolved, Response> {
@@ -157,108 +217,58 @@ async fn projects_of(id: &Identity, user_id: &str) -> Result<Vec<Project>, Respo
     Ok(out)
 }
 
+fn projects_body(call: &Call, ps: &[Project], path: &str) -> Response {
+    let items = ps.iter().map(|p| project_json(p, &call.base)).collect();
+    call.list("projects", items, path)
+}
+
 /// `GET /v3/auth/projects`: the projects the token's user may scope to.
-async fn auth_projects(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let base = base_url(&state, &headers);
-    match projects_of(&id, &c.user.id).await {
-        Ok(ps) => collection(
-            "projects",
-            ps.iter().map(|p| project_json(p, &base)).collect(),
-            &base,
-            "auth/projects",
-        ),
-        Err(r) => r,
-    }
+async fn auth_projects(call: Call) -> Answer {
+    let c = call.caller().await?;
+    let ps = projects_of(&call.id, &c.user.id).await?;
+    Ok(projects_body(&call, &ps, "auth/projects"))
 }
 
 /// `GET /v3/auth/domains`: domains the user may scope to. Roles are held on projects and the
 /// system only, so there are none.
-async fn auth_domains(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = caller(&id, &headers).await {
-        return r;
-    }
-    collection(
-        "domains",
-        Vec::new(),
-        &base_url(&state, &headers),
-        "auth/domains",
-    )
+async fn auth_domains(call: Call) -> Answer {
+    call.caller().await?;
+    Ok(call.list("domains", Vec::new(), "auth/domains"))
 }
 
 /// `GET /v3/auth/system`: `[{"all": true}]` when the user holds a role on the system.
-async fn auth_system(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
+async fn auth_system(call: Call) -> Answer {
+    let c = call.caller().await?;
+    let roles = call.id.roles(&c.user.id, SYSTEM).await.map_err(db_error)?;
+    let system = if roles.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({"all": true})]
     };
-    let system = match id.roles(&c.user.id, SYSTEM).await {
-        Ok(r) if !r.is_empty() => vec![json!({"all": true})],
-        Ok(_) => Vec::new(),
-        Err(e) => return db_error(e),
-    };
-    collection("system", system, &base_url(&state, &headers), "auth/system")
+    Ok(call.list("system", system, "auth/system"))
 }
 
 /// `GET /v3/auth/catalog`: the catalog of a scoped token.
-async fn auth_catalog(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn auth_catalog(call: Call) -> Answer {
+    let c = call.caller().await?;
     if c.project.is_none() && !c.claims.system {
-        return forbidden("get_auth_catalog");
+        return Err(forbidden("get_auth_catalog"));
     }
-    let base = base_url(&state, &headers);
-    json_ok(json!({
-        "catalog": super::catalog(&base, &id.region),
-        "links": {"self": format!("{base}/v3/auth/catalog"), "previous": null, "next": null},
-    }))
+    Ok(json_ok(json!({
+        "catalog": super::catalog(&call.base, &call.id.region),
+        "links": {"self": format!("{}/v3/auth/catalog", call.base), "previous": null, "next": null},
+    })))
 }
 
 /// `GET /v3/users/{id}/projects`: the user's projects (the user itself, or a reader of all).
-async fn user_projects(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if c.user.id != user_id && !reads_all(&c) {
-        return forbidden("list_user_projects");
-    }
-    let base = base_url(&state, &headers);
-    match projects_of(&id, &user_id).await {
-        Ok(ps) => collection(
-            "projects",
-            ps.iter().map(|p| project_json(p, &base)).collect(),
-            &base,
-            &format!("users/{user_id}/projects"),
-        ),
-        Err(r) => r,
-    }
+async fn user_projects(call: Call, Path(user_id): Path<String>) -> Answer {
+    call.self_or_reader(&user_id, "list_user_projects").await?;
+    let ps = projects_of(&call.id, &user_id).await?;
+    Ok(projects_body(
+        &call,
+        &ps,
+        &format!("users/{user_id}/projects"),
+    ))
 }
 
 /// Whether a record passes the `name`, `enabled` and `domain_id` filters.
@@ -270,162 +280,74 @@ fn passes(p: &BTreeMap<String, String>, name: &str, enabled: bool) -> bool {
 }
 
 /// `GET /v3/projects`.
-async fn list_projects(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_projects");
-    }
-    let p = params(&query);
-    let base = base_url(&state, &headers);
-    match id.db().list_projects().await {
-        Ok(ps) => collection(
-            "projects",
-            ps.iter()
-                .filter(|x| passes(&p, &x.name, x.enabled))
-                .map(|x| project_json(x, &base))
-                .collect(),
-            &base,
-            "projects",
-        ),
-        Err(e) => db_error(e),
-    }
+async fn list_projects(call: Call) -> Answer {
+    call.reader("list_projects").await?;
+    let mut ps = call.id.db().list_projects().await.map_err(db_error)?;
+    ps.retain(|x| passes(&call.query, &x.name, x.enabled));
+    Ok(projects_body(&call, &ps, "projects"))
 }
 
 /// `GET /v3/projects/{id}`: a reader of all, or a token scoped to that project.
-async fn show_project(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(project_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn show_project(call: Call, Path(project_id): Path<String>) -> Answer {
+    let c = call.caller().await?;
     let own = c.project.as_ref().is_some_and(|p| p.id == project_id);
     if !own && !reads_all(&c) {
-        return forbidden("get_project");
+        return Err(forbidden("get_project"));
     }
-    match id.db().find_project(&project_id).await {
-        Ok(Some(p)) if p.id == project_id => {
-            json_ok(json!({"project": project_json(&p, &base_url(&state, &headers))}))
+    match call
+        .id
+        .db()
+        .find_project(&project_id)
+        .await
+        .map_err(db_error)?
+    {
+        Some(p) if p.id == project_id => {
+            Ok(json_ok(json!({"project": project_json(&p, &call.base)})))
         }
-        Ok(_) => not_found("project", &project_id),
-        Err(e) => db_error(e),
+        _ => Err(not_found("project", &project_id)),
     }
 }
 
 /// `GET /v3/users`.
-async fn list_users(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_users");
-    }
-    let p = params(&query);
-    let base = base_url(&state, &headers);
-    match id.db().list_users().await {
-        Ok(us) => collection(
-            "users",
-            us.iter()
-                .filter(|u| passes(&p, &u.name, u.enabled))
-                .map(|u| user_json(u, &base))
-                .collect(),
-            &base,
-            "users",
-        ),
-        Err(e) => db_error(e),
-    }
+async fn list_users(call: Call) -> Answer {
+    call.reader("list_users").await?;
+    let us = call.id.db().list_users().await.map_err(db_error)?;
+    let items = us
+        .iter()
+        .filter(|u| passes(&call.query, &u.name, u.enabled))
+        .map(|u| user_json(u, &call.base))
+        .collect();
+    Ok(call.list("users", items, "users"))
 }
 
 /// `GET /v3/users/{id}`: the user itself, or a reader of all.
-async fn show_user(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if c.user.id != user_id && !reads_all(&c) {
-        return forbidden("get_user");
-    }
-    match id.db().find_user(&user_id).await {
-        Ok(Some(u)) if u.id == user_id => {
-            json_ok(json!({"user": user_json(&u, &base_url(&state, &headers))}))
-        }
-        Ok(_) => not_found("user", &user_id),
-        Err(e) => db_error(e),
+async fn show_user(call: Call, Path(user_id): Path<String>) -> Answer {
+    call.self_or_reader(&user_id, "get_user").await?;
+    match call.id.db().find_user(&user_id).await.map_err(db_error)? {
+        Some(u) if u.id == user_id => Ok(json_ok(json!({"user": user_json(&u, &call.base)}))),
+        _ => Err(not_found("user", &user_id)),
     }
 }
 
 /// `GET /v3/roles`.
-async fn list_roles(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_roles");
-    }
-    let p = params(&query);
-    let base = base_url(&state, &headers);
-    match id.db().list_roles().await {
-        Ok(rs) => collection(
-            "roles",
-            rs.iter()
-                .filter(|r| p.get("name").is_none_or(|n| *n == r.name))
-                .map(|r| role_json(r, &base))
-                .collect(),
-            &base,
-            "roles",
-        ),
-        Err(e) => db_error(e),
-    }
+async fn list_roles(call: Call) -> Answer {
+    call.reader("list_roles").await?;
+    let rs = call.id.db().list_roles().await.map_err(db_error)?;
+    let items = rs
+        .iter()
+        .filter(|r| call.query.get("name").is_none_or(|n| *n == r.name))
+        .map(|r| role_json(r, &call.base))
+        .collect();
+    Ok(call.list("roles", items, "roles"))
 }
 
 /// `GET /v3/roles/{id}`.
-async fn show_role(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(role_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("get_role");
-    }
-    match id.db().list_roles().await {
-        Ok(rs) => match rs.iter().find(|r| r.id == role_id) {
-            Some(r) => json_ok(json!({"role": role_json(r, &base_url(&state, &headers))})),
-            None => not_found("role", &role_id),
-        },
-        Err(e) => db_error(e),
+async fn show_role(call: Call, Path(role_id): Path<String>) -> Answer {
+    call.reader("get_role").await?;
+    let rs = call.id.db().list_roles().await.map_err(db_error)?;
+    match rs.iter().find(|r| r.id == role_id) {
+        Some(r) => Ok(json_ok(json!({"role": role_json(r, &call.base)}))),
+        None => Err(not_found("role", &role_id)),
     }
 }
 
@@ -439,7 +361,7 @@ struct Names {
 fn assignment_json(a: &Assignment, names: Option<&Names>, base: &str) -> Value {
     let mut role = json!({"id": a.role.id});
     let mut user = json!({"id": a.user_id});
-    let (scope, link) = if a.target == SYSTEM {
+    let (mut scope, link) = if a.target == SYSTEM {
         (
             json!({"system": {"all": true}}),
             format!("{base}/v3/system/users/{}/roles/{}", a.user_id, a.role.id),
@@ -453,7 +375,6 @@ fn assignment_json(a: &Assignment, names: Option<&Names>, base: &str) -> Value {
             ),
         )
     };
-    let mut scope = scope;
     if let Some(n) = names {
         role["name"] = json!(a.role.name);
         user["name"] = json!(n.users.get(&a.user_id));
@@ -466,220 +387,108 @@ fn assignment_json(a: &Assignment, names: Option<&Names>, base: &str) -> Value {
     json!({"role": role, "user": user, "scope": scope, "links": {"assignment": link}})
 }
 
+/// The assignments with the roles they imply (Keystone's `effective`), each once.
+async fn effective(id: &Identity, list: &[Assignment]) -> Result<Vec<Assignment>, Response> {
+    let mut expanded = Vec::new();
+    let mut seen = BTreeSet::new();
+    for a in list {
+        for role in id.roles(&a.user_id, &a.target).await.map_err(db_error)? {
+            if seen.insert((a.user_id.clone(), a.target.clone(), role.id.clone())) {
+                expanded.push(Assignment {
+                    user_id: a.user_id.clone(),
+                    target: a.target.clone(),
+                    role,
+                });
+            }
+        }
+    }
+    Ok(expanded)
+}
+
 /// `GET /v3/role_assignments`: filters `user.id`, `scope.project.id`, `scope.system`,
 /// `role.id`; `effective` adds the implied roles; `include_names`.
-async fn role_assignments(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_role_assignments");
+async fn role_assignments(call: Call) -> Answer {
+    call.reader("list_role_assignments").await?;
+    let p = &call.query;
+    if p.contains_key("scope.domain.id") || p.contains_key("group.id") {
+        // No domain roles and no groups here.
+        return Ok(call.list("role_assignments", Vec::new(), "role_assignments"));
     }
-    let p = params(&query);
     let target = if p.contains_key("scope.system") {
         Some(SYSTEM.to_owned())
     } else {
         p.get("scope.project.id").cloned()
     };
-    if p.contains_key("scope.domain.id") || p.contains_key("group.id") {
-        // No domain roles and no groups here.
-        return collection(
-            "role_assignments",
-            Vec::new(),
-            &base_url(&state, &headers),
-            "role_assignments",
-        );
-    }
-    let mut list = match id
-        .db()
-        .assignments(p.get("user.id").map(String::as_str), target.as_deref())
+    let user = p.get("user.id").map(String::as_str);
+    let db = call.id.db();
+    let mut list = db
+        .assignments(user, target.as_deref())
         .await
-    {
-        Ok(l) => l,
-        Err(e) => return db_error(e),
-    };
-    if flag(&p, "effective") {
-        let mut expanded = Vec::new();
-        let mut seen = BTreeSet::new();
-        for a in &list {
-            let roles = match id.roles(&a.user_id, &a.target).await {
-                Ok(r) => r,
-                Err(e) => return db_error(e),
-            };
-            for role in roles {
-                if seen.insert((a.user_id.clone(), a.target.clone(), role.id.clone())) {
-                    expanded.push(Assignment {
-                        user_id: a.user_id.clone(),
-                        target: a.target.clone(),
-                        role,
-                    });
-                }
-            }
-        }
-        list = expanded;
+        .map_err(db_error)?;
+    if flag(p, "effective") {
+        list = effective(&call.id, &list).await?;
     }
     if let Some(r) = p.get("role.id") {
         list.retain(|a| a.role.id == *r);
     }
-    let names = if flag(&p, "include_names") {
-        let users = match id.db().list_users().await {
-            Ok(u) => u.into_iter().map(|u| (u.id, u.name)).collect(),
-            Err(e) => return db_error(e),
-        };
-        let projects = match id.db().list_projects().await {
-            Ok(ps) => ps.into_iter().map(|p| (p.id, p.name)).collect(),
-            Err(e) => return db_error(e),
-        };
-        Some(Names { users, projects })
+    let names = if flag(p, "include_names") {
+        let users = db.list_users().await.map_err(db_error)?;
+        let projects = db.list_projects().await.map_err(db_error)?;
+        Some(Names {
+            users: users.into_iter().map(|u| (u.id, u.name)).collect(),
+            projects: projects.into_iter().map(|p| (p.id, p.name)).collect(),
+        })
     } else {
         None
     };
-    let base = base_url(&state, &headers);
     let items = list
         .iter()
-        .map(|a| assignment_json(a, names.as_ref(), &base))
+        .map(|a| assignment_json(a, names.as_ref(), &call.base))
         .collect();
-    collection("role_assignments", items, &base, "role_assignments")
+    Ok(call.list("role_assignments", items, "role_assignments"))
 }
 
 /// `GET /v3/domains`: the one domain, for readers of all.
-async fn list_domains(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_domains");
-    }
-    let base = base_url(&state, &headers);
-    collection("domains", vec![domain_json(&base)], &base, "domains")
+async fn list_domains(call: Call) -> Answer {
+    call.reader("list_domains").await?;
+    Ok(call.list("domains", vec![domain_json(&call.base)], "domains"))
 }
 
 /// `GET /v3/domains/{id}`: any scoped token may read its own (the only) domain.
-async fn show_domain(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(domain): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn show_domain(call: Call, Path(domain): Path<String>) -> Answer {
+    let c = call.caller().await?;
     if c.project.is_none() && !reads_all(&c) {
-        return forbidden("get_domain");
+        return Err(forbidden("get_domain"));
     }
     if domain != DOMAIN {
-        return not_found("domain", &domain);
+        return Err(not_found("domain", &domain));
     }
-    json_ok(json!({"domain": domain_json(&base_url(&state, &headers))}))
-}
-
-/// An empty collection for a caller allowed to list it (`own`: the user in the path is the
-/// caller).
-async fn empty_list(
-    state: &AppState,
-    id: &Identity,
-    headers: &HeaderMap,
-    key: &str,
-    path: &str,
-    own: Option<&str>,
-    rule: &str,
-) -> Response {
-    let c = match caller(id, headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let allowed = match own {
-        Some(user) => c.user.id == user || reads_all(&c),
-        None => true,
-    };
-    if !allowed {
-        return forbidden(rule);
-    }
-    collection(key, Vec::new(), &base_url(state, headers), path)
+    Ok(json_ok(json!({"domain": domain_json(&call.base)})))
 }
 
 /// `GET /v3/groups`: no groups here.
-async fn list_groups(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&id, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !reads_all(&c) {
-        return forbidden("list_groups");
-    }
-    collection("groups", Vec::new(), &base_url(&state, &headers), "groups")
+async fn list_groups(call: Call) -> Answer {
+    call.reader("list_groups").await?;
+    Ok(call.list("groups", Vec::new(), "groups"))
 }
 
 /// `GET /v3/users/{id}/groups`.
-async fn user_groups(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let path = format!("users/{user_id}/groups");
-    empty_list(
-        &state,
-        &id,
-        &headers,
-        "groups",
-        &path,
-        Some(&user_id),
-        "list_groups_for_user",
-    )
-    .await
+async fn user_groups(call: Call, Path(user_id): Path<String>) -> Answer {
+    call.self_or_reader(&user_id, "list_groups_for_user")
+        .await?;
+    Ok(call.list("groups", Vec::new(), &format!("users/{user_id}/groups")))
 }
 
 /// `GET /v3/credentials`: callers see their own, and there are none.
-async fn list_credentials(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    headers: HeaderMap,
-) -> Response {
-    empty_list(
-        &state,
-        &id,
-        &headers,
-        "credentials",
-        "credentials",
-        None,
-        "list_credentials",
-    )
-    .await
+async fn list_credentials(call: Call) -> Answer {
+    call.caller().await?;
+    Ok(call.list("credentials", Vec::new(), "credentials"))
 }
 
 /// `GET /v3/users/{id}/application_credentials`.
-async fn user_application_credentials(
-    State(state): State<AppState>,
-    axum::Extension(id): Id,
-    Path(user_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn user_application_credentials(call: Call, Path(user_id): Path<String>) -> Answer {
+    call.self_or_reader(&user_id, "list_application_credentials")
+        .await?;
     let path = format!("users/{user_id}/application_credentials");
-    empty_list(
-        &state,
-        &id,
-        &headers,
-        "application_credentials",
-        &path,
-        Some(&user_id),
-        "list_application_credentials",
-    )
-    .await
+    Ok(call.list("application_credentials", Vec::new(), &path))
 }
