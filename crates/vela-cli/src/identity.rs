@@ -80,6 +80,17 @@ pub enum IdentityCommand {
         #[command(subcommand)]
         command: RoleCommand,
     },
+    /// Manage the mappings of federated logins: Keystone's rule format, from the claims of
+    /// an identity provider's access token (as `OIDC-<claim>`) to a user, projects and roles.
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
+    /// Manage OpenID Connect identity providers (Keystone's OS-FEDERATION, protocol `openid`).
+    Idp {
+        #[command(subcommand)]
+        command: IdpCommand,
+    },
     /// Make a new token signing key. Tokens signed by the keys in use until now stay valid
     /// for the overlap; then those keys retire and their tokens are refused. Every node
     /// sharing the database signs with the new key at once.
@@ -90,6 +101,58 @@ pub enum IdentityCommand {
         #[arg(long)]
         overlap_secs: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MappingCommand {
+    /// Create or replace a mapping from a JSON file (`-`: standard input).
+    Create {
+        name: String,
+        #[arg(long, value_name = "PATH")]
+        rules: std::path::PathBuf,
+    },
+    Delete {
+        name: String,
+    },
+    /// Print a mapping's rules.
+    Show {
+        name: String,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdpCommand {
+    /// Create or replace an identity provider.
+    Create {
+        name: String,
+        /// The issuer (`iss`) of its tokens, e.g. https://login.example.com/realms/staff.
+        #[arg(long)]
+        issuer: String,
+        /// The audience (`aud`) its access tokens carry for Vela.
+        #[arg(long)]
+        audience: String,
+        /// The mapping its `openid` protocol uses.
+        #[arg(long)]
+        mapping: String,
+        /// Where its signing keys are (default: its discovery document's jwks_uri).
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// The client browser sign-on uses at the provider.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// That client's secret.
+        #[arg(long, env = "VELA_IDP_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// Refuse its logins for now.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Delete an identity provider and the users its logins made.
+    Delete {
+        name: String,
+    },
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,6 +293,66 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
             UserCommand::List => {
                 for line in admin::describe_users(db).await? {
                     println!("{line}");
+                }
+            }
+        },
+        IdentityCommand::Mapping { command } => match command {
+            MappingCommand::Create { name, rules } => {
+                let text = if rules.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(&rules)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", rules.display()))?
+                };
+                admin::put_mapping(db, &name, &text).await?;
+                println!("mapping '{name}' stored");
+            }
+            MappingCommand::Delete { name } => admin::delete_mapping(db, &name).await?,
+            MappingCommand::Show { name } => println!("{}", admin::mapping(db, &name).await?),
+            MappingCommand::List => {
+                for m in db.list_mappings().await? {
+                    println!("{}", m.id);
+                }
+            }
+        },
+        IdentityCommand::Idp { command } => match command {
+            IdpCommand::Create {
+                name,
+                issuer,
+                audience,
+                mapping,
+                jwks_uri,
+                client_id,
+                client_secret,
+                disabled,
+            } => {
+                let idp = vela_db::federation::Idp {
+                    id: name,
+                    issuer,
+                    audience,
+                    jwks_uri,
+                    mapping_id: mapping,
+                    client_id,
+                    client_secret: client_secret.map(vela_domain::Secret::new),
+                    enabled: !disabled,
+                };
+                admin::put_idp(db, &idp).await?;
+                println!(
+                    "identity provider '{}': clients log in at /v3/OS-FEDERATION/identity_providers/{}/protocols/openid/auth",
+                    idp.id, idp.id
+                );
+            }
+            IdpCommand::Delete { name } => admin::delete_idp(db, &name).await?,
+            IdpCommand::List => {
+                for p in db.list_idps().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}{}",
+                        p.id,
+                        p.issuer,
+                        p.audience,
+                        p.mapping_id,
+                        if p.enabled { "" } else { "\t(disabled)" }
+                    );
                 }
             }
         },

@@ -28,6 +28,8 @@ pub struct User {
     pub default_project_id: Option<String>,
     /// Tokens issued before this instant are invalid (password change, user disabled).
     pub tokens_valid_after: Micros,
+    /// The identity provider whose federated logins made this user (it has no password).
+    pub idp_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,7 @@ fn project(r: &AnyRow) -> Result<Project, DbError> {
     })
 }
 
-fn user(r: &AnyRow) -> Result<User, DbError> {
+pub(crate) fn user(r: &AnyRow) -> Result<User, DbError> {
     Ok(User {
         id: text(r, "id")?,
         name: text(r, "name")?,
@@ -61,6 +63,7 @@ fn user(r: &AnyRow) -> Result<User, DbError> {
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         default_project_id: r.try_get("default_project_id")?,
         tokens_valid_after: r.try_get("tokens_valid_after")?,
+        idp_id: r.try_get("idp_id")?,
     })
 }
 
@@ -90,15 +93,19 @@ fn role(r: &AnyRow) -> Result<Role, DbError> {
     })
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
 const USER_COLUMNS: &str =
     "id, name, password_hash, enabled, default_project_id, tokens_valid_after";
 
+/// What user reads select: the written columns and the federation link.
+pub(crate) const USER_SELECT: &str =
+    "id, name, password_hash, enabled, default_project_id, tokens_valid_after, idp_id";
+
 impl Db {
-    async fn one<T>(
+    pub(crate) async fn one<T>(
         &self,
         q: crate::sql::Sql,
         f: fn(&AnyRow) -> Result<T, DbError>,
@@ -111,7 +118,7 @@ impl Db {
             .transpose()
     }
 
-    async fn all<T>(
+    pub(crate) async fn all<T>(
         &self,
         q: crate::sql::Sql,
         f: fn(&AnyRow) -> Result<T, DbError>,
@@ -122,7 +129,7 @@ impl Db {
         rows.iter().map(f).collect()
     }
 
-    async fn exec(&self, q: crate::sql::Sql) -> Result<u64, DbError> {
+    pub(crate) async fn exec(&self, q: crate::sql::Sql) -> Result<u64, DbError> {
         Ok(sqlx::query_with(&q.text, q.args)
             .execute(&self.write)
             .await?
@@ -198,6 +205,7 @@ impl Db {
             enabled: true,
             default_project_id: default_project_id.map(str::to_owned),
             tokens_valid_after: now,
+            idp_id: None,
         };
         let mut q = self.sql(&format!(
             "INSERT INTO identity_users ({USER_COLUMNS}, created_at) VALUES ("
@@ -223,13 +231,13 @@ impl Db {
 
     /// A user by id or name.
     pub async fn find_user(&self, key: &str) -> Result<Option<User>, DbError> {
-        let q = self.by_id_or_name(&format!("SELECT {USER_COLUMNS} FROM identity_users"), key);
+        let q = self.by_id_or_name(&format!("SELECT {USER_SELECT} FROM identity_users"), key);
         self.one(q, user).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, DbError> {
         let q = self.sql(&format!(
-            "SELECT {USER_COLUMNS} FROM identity_users ORDER BY name"
+            "SELECT {USER_SELECT} FROM identity_users ORDER BY name"
         ));
         self.all(q, user).await
     }

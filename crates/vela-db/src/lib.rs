@@ -7,6 +7,7 @@
 //! Writes run in transactions on a dedicated writer pool (a single connection on SQLite, so
 //! writers never fight over the file lock); reads use a separate pool.
 
+pub mod federation;
 pub mod identity;
 mod images;
 mod members;

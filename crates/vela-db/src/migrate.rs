@@ -24,6 +24,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_key_rotation.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_metadefs.sql")),
+    (8, include_str!("../migrations/sqlite/0008_federation.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -42,6 +43,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0006_key_rotation.sql"),
     ),
     (7, include_str!("../migrations/postgres/0007_metadefs.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_federation.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -54,10 +59,11 @@ const MYSQL: &[(i64, &str)] = &[
     (5, include_str!("../migrations/mysql/0005_tasks.sql")),
     (6, include_str!("../migrations/mysql/0006_key_rotation.sql")),
     (7, include_str!("../migrations/mysql/0007_metadefs.sql")),
+    (8, include_str!("../migrations/mysql/0008_federation.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

@@ -155,7 +155,7 @@ pub async fn first_run(cfg: &Config, db: &Db, local: SocketAddr) -> anyhow::Resu
         user.name, project.name, cfg.auth.region
     );
     write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    tracing::warn!(
+    tracing::info!(
         user = %user.name,
         project = %project.name,
         openrc = %path.display(),

@@ -223,3 +223,50 @@ pub async fn rotate_key(db: &Db, overlap_secs: u64) -> anyhow::Result<String> {
         .await
         .context("rotating the token signing key")
 }
+
+/// Stores a mapping after checking its rules.
+pub async fn put_mapping(db: &Db, name: &str, rules: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 64,
+        "a mapping name has 1 to 64 characters"
+    );
+    vela_auth::federation::mapping::Mapping::parse(rules)?;
+    db.put_mapping(name, rules).await?;
+    Ok(())
+}
+
+pub async fn mapping(db: &Db, name: &str) -> anyhow::Result<String> {
+    Ok(db
+        .find_mapping(name)
+        .await?
+        .with_context(|| format!("no mapping '{name}'"))?
+        .rules)
+}
+
+pub async fn delete_mapping(db: &Db, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(db.delete_mapping(name).await?, "no mapping '{name}'");
+    Ok(())
+}
+
+/// Stores an identity provider after checking its URLs and that its mapping exists.
+pub async fn put_idp(db: &Db, idp: &vela_db::federation::Idp) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !idp.id.is_empty() && idp.id.len() <= 64,
+        "an identity provider name has 1 to 64 characters"
+    );
+    for url in std::iter::once(&idp.issuer).chain(&idp.jwks_uri) {
+        anyhow::ensure!(
+            url.starts_with("https://") || url.starts_with("http://"),
+            "'{url}' is not an http(s) URL"
+        );
+    }
+    anyhow::ensure!(!idp.audience.is_empty(), "the audience must not be empty");
+    mapping(db, &idp.mapping_id).await?;
+    db.put_idp(idp).await?;
+    Ok(())
+}
+
+pub async fn delete_idp(db: &Db, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(db.delete_idp(name).await?, "no identity provider '{name}'");
+    Ok(())
+}

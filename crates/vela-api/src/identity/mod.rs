@@ -2,6 +2,7 @@
 //! and the read calls of [`directory`].
 
 mod directory;
+mod federation;
 
 use std::sync::Arc;
 
@@ -78,6 +79,10 @@ pub fn router(identity: Arc<Identity>) -> Router<AppState> {
             get(validate).head(validate).post(issue).delete(revoke),
         )
         .route("/users/{id}/password", axum::routing::post(change_password))
+        .route(
+            "/OS-FEDERATION/identity_providers/{idp}/protocols/{protocol}/auth",
+            get(federation::federated_auth).post(federation::federated_auth),
+        )
         .merge(directory::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
         .method_not_allowed_fallback(|| async {
@@ -152,6 +157,10 @@ fn token_body(r: &Resolved, with_catalog: bool, base: &str, region: &str) -> Val
         "expires_at": timestamp(c.exp),
         "issued_at": timestamp(c.iat),
     });
+    if let Some(idp) = &r.user.idp_id {
+        t["user"]["OS-FEDERATION"] = json!({"identity_provider": {"id": idp},
+                                            "protocol": {"id": "openid"}, "groups": []});
+    }
     if let Some(p) = &r.project {
         t["project"] = json!({"id": p.id, "name": p.name, "domain": domain()});
         t["is_domain"] = json!(false);
@@ -172,7 +181,7 @@ fn token_body(r: &Resolved, with_catalog: bool, base: &str, region: &str) -> Val
     json!({ "token": t })
 }
 
-fn wants_catalog(query: &Option<String>) -> bool {
+pub(super) fn wants_catalog(query: &Option<String>) -> bool {
     !query
         .as_deref()
         .unwrap_or("")
@@ -446,6 +455,18 @@ async fn issue(
         Scope::System => (None, true),
     };
     let claims = id.claims(&user, project, system, methods, not_after, chain);
+    let base = base_url(&state, &headers);
+    issue_response(&id, claims, wants_catalog(&query), &base).await
+}
+
+/// Issues a token for `claims` (checked against the database first): 201 with the token in
+/// `X-Subject-Token` and Keystone's token body.
+pub(super) async fn issue_response(
+    id: &Identity,
+    claims: vela_auth::identity::Claims,
+    with_catalog: bool,
+    base: &str,
+) -> Response {
     let resolved = match id.resolve_claims(claims).await {
         Ok(r) => r,
         Err(e) => return from_auth(e),
@@ -454,9 +475,9 @@ async fn issue(
         Ok(t) => t,
         Err(e) => return from_auth(e),
     };
-    tracing::info!(user = %user.name, audit_id = %resolved.claims.id, "token issued");
-    let base = base_url(&state, &headers);
-    let body = token_body(&resolved, wants_catalog(&query), &base, &id.region);
+    tracing::info!(user = %resolved.user.name, methods = ?resolved.claims.methods,
+                   audit_id = %resolved.claims.id, "token issued");
+    let body = token_body(&resolved, with_catalog, base, &id.region);
     let mut resp = (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],

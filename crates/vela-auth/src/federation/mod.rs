@@ -2,3 +2,4 @@
 //! does it: mapping rules from a provider's attributes to local users, projects and roles.
 
 pub mod mapping;
+pub mod oidc;

@@ -270,6 +270,8 @@ pub struct Identity {
     decoy_hash: String,
     /// Region named in the catalog.
     pub region: String,
+    /// Checks federated logins' access tokens against their providers' keys.
+    pub oidc: crate::federation::oidc::OidcVerifier,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -344,6 +346,8 @@ impl Identity {
             ),
             throttle: throttle::LoginThrottle::new(throttle),
             region,
+            oidc: crate::federation::oidc::OidcVerifier::new(Duration::from_secs(5))
+                .map_err(DbError::Config)?,
         })
     }
 
