@@ -119,7 +119,7 @@ impl Db {
                 opts.url
             )));
         };
-        let pool = |max: u32| {
+        let pool = |max: u32, writer: bool| {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
@@ -133,9 +133,10 @@ impl Db {
                             )
                             .await?;
                         }
-                        if dialect == Dialect::Mysql {
+                        if dialect == Dialect::Mysql && writer {
                             // Rows are locked explicitly (SELECT … FOR UPDATE); without gap
-                            // locks, writers to different images never deadlock.
+                            // locks, writers to different images never deadlock. Readers keep
+                            // the default REPEATABLE READ, so `begin_read` reads one snapshot.
                             conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                                 .await?;
                         }
@@ -146,10 +147,10 @@ impl Db {
         let max = opts.max_connections.max(1);
         // SQLite allows one writer at a time: a single writer connection queues writes in
         // the pool instead of failing them with SQLITE_BUSY. Servers take row locks instead.
-        let write = pool(if dialect == Dialect::Sqlite { 1 } else { max })
+        let write = pool(if dialect == Dialect::Sqlite { 1 } else { max }, true)
             .connect(&url)
             .await?;
-        let read = pool(max).connect(&url).await?;
+        let read = pool(max, false).connect(&url).await?;
         Ok(Db {
             dialect,
             read,
@@ -166,6 +167,29 @@ impl Db {
         Ok(match self.dialect {
             Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.write.begin().await?,
+        })
+    }
+
+    /// Starts a read-only transaction whose reads all see one snapshot, so a record read in
+    /// several queries (an image's row, then its properties, locations and tags) is never
+    /// half from before a concurrent write and half from after it.
+    pub(crate) async fn begin_read(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.dialect {
+            // WAL readers see the database as of their first read.
+            Dialect::Sqlite => self.read.begin().await?,
+            Dialect::Postgres => {
+                self.read
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+            // The read pool's sessions keep InnoDB's default REPEATABLE READ.
+            Dialect::Mysql => {
+                self.read
+                    .begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .await?
+            }
         })
     }
 

@@ -90,7 +90,7 @@ impl Db {
 
     /// One page of images visible in `scope` that match `q`.
     pub async fn list_images(&self, q: &ListQuery, scope: &Scope) -> Result<Vec<Image>, DbError> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.begin_read().await?;
         let marker = match &q.marker {
             Some(id) => {
                 let invalid = || {
@@ -152,6 +152,7 @@ impl Db {
             .map(image_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         self.load_children(&mut conn, &mut images).await?;
+        conn.commit().await?;
         Ok(images)
     }
 }

@@ -176,8 +176,10 @@ impl Db {
 
     /// The image with `id`, deleted ones only if `include_deleted`.
     pub async fn get_image(&self, id: &ImageId, include_deleted: bool) -> Result<Image, DbError> {
-        let mut conn = self.read.acquire().await?;
-        self.fetch_one(&mut conn, id, include_deleted, false).await
+        let mut tx = self.begin_read().await?;
+        let img = self.fetch_one(&mut tx, id, include_deleted, false).await?;
+        tx.commit().await?;
+        Ok(img)
     }
 
     /// Whether `project` is a (non-deleted) member of the image, in any member status.
