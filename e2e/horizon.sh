@@ -10,7 +10,11 @@
 #     shared with project `other` and accepted there (Horizon has no member panel: the image
 #     API, as a CLI would) and `other-user` sees it in Horizon; deactivate and delete.
 #     Then Horizon in `direct` upload mode: the browser uploads the file to Vela itself (CORS).
-#  2. With KEYSTONE_URL (scripts/keystone.sh start): Vela in Keystone mode behind the real
+#  2. Browser sign-on (WebSSO): a real OpenID provider (scripts/oidc.sh), Vela's embedded
+#     identity with its `corp` provider and e2e/oidc/mapping.json, Horizon with WEBSSO_ENABLED:
+#     alice (group engineers) signs on at the provider's login page and lands in project eng,
+#     lists, creates and deletes an image; bob (auditors) lands in project audit.
+#  3. With KEYSTONE_URL (scripts/keystone.sh start): Vela in Keystone mode behind the real
 #     Keystone, registered in its catalog; Horizon logs in at Keystone, lists, creates, deletes.
 #
 # A screenshot of every step goes to $VELA_ARTIFACTS/horizon (default artifacts/horizon).
@@ -38,6 +42,7 @@ cleanup() {
   local rc=$?
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "${OIDC_STARTED:-}" ] && { bash "$REPO/scripts/oidc.sh" stop >/dev/null 2>&1 || true; }
   if [ "$rc" -ne 0 ]; then
     for f in "$WORK"/*.log; do
       [ -s "$f" ] && { echo "---- $(basename "$f") (last 40 lines)"; tail -n 40 "$f"; }
@@ -98,10 +103,11 @@ TOML
 }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-# start_horizon KEYSTONE_URL UPLOAD_MODE
+# start_horizon KEYSTONE_URL UPLOAD_MODE [WEBSSO_IDP]
 start_horizon() {
   (cd "$WORK" && DJANGO_SETTINGS_MODULE=settings PYTHONPATH="$REPO/e2e/horizon" \
     HORIZON_KEYSTONE_URL="$1" HORIZON_UPLOAD_MODE="$2" HORIZON_STATIC_ROOT="$WORK/static" \
+    HORIZON_WEBSSO_IDP="${3:-}" \
     exec "$VENV/bin/django-admin" runserver --noreload "127.0.0.1:$HORIZON_PORT" \
     >>"$WORK/horizon.log" 2>&1) &
   HORIZON_PID=$!
@@ -155,6 +161,28 @@ start_horizon "$VELA/v3" direct
 browser --user admin --password "$ADMIN_PASSWORD" --steps login,create-file,delete
 stop_pid "$HORIZON_PID"
 stop_pid "$VELA_PID"
+
+echo "== Horizon's browser sign-on (WebSSO) with an OpenID provider"
+# The provider (scripts/oidc.sh) sends browsers back to Vela; Vela posts the token to Horizon.
+export OIDC_DIR="${OIDC_DIR:-$REPO/.oidc}"
+export OIDC_REDIRECT_URIS="$VELA/v3/auth/OS-FEDERATION/websso/openid/redirect"
+eval "$(bash "$REPO/scripts/oidc.sh" start)"
+OIDC_STARTED=1
+start_vela sso "[auth.federation]
+trusted_dashboard = [\"$HORIZON/auth/websso/\"]
+websso_scope = \"openid profile email groups\""
+sso() { "$VELA_BIN" --config "$WORK/sso.toml" --data-dir "$WORK/sso-data" "$@" >>"$WORK/identity.log" 2>&1; }
+sso identity mapping create corp-map --rules "$REPO/e2e/oidc/mapping.json"
+VELA_IDP_CLIENT_SECRET="$OIDC_CLIENT_SECRET" sso identity idp create corp --issuer "$OIDC_ISSUER" \
+  --audience "$OIDC_AUDIENCE" --mapping corp-map --client-id "$OIDC_CLIENT_ID"
+start_horizon "$VELA/v3" legacy corp
+rm -f "$WORK/state.json"
+browser --user alice --password alice-oidc-pw --project eng --steps sso-login,list,create-file,delete
+browser --user bob --password bob-oidc-pw --project audit --steps sso-login,list
+stop_pid "$HORIZON_PID"
+stop_pid "$VELA_PID"
+bash "$REPO/scripts/oidc.sh" stop >/dev/null 2>&1 || true
+OIDC_STARTED=
 
 if [ -n "${KEYSTONE_URL:-}" ]; then
   echo "== Horizon with the real Keystone, Vela in Keystone mode"

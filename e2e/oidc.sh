@@ -8,7 +8,9 @@
 #    log in and see only what their project may: bob does not see eng's image and may not
 #    create one;
 #  - tampered, expired, wrong-audience and wrong-issuer tokens are refused, and a rotated
-#    signing key is picked up.
+#    signing key is picked up;
+#  - browser sign-on (WebSSO, e2e/oidc/websso.py): code flow with PKCE through the provider's
+#    login page, the token posted to the trusted dashboard, replays and tampering refused.
 # Environment: VELA_BIN, VELA_E2E_VENV (default .venv-e2e).
 set -euo pipefail
 
@@ -40,34 +42,30 @@ ok() { PASS=$((PASS + 1)); printf 'ok - oidc: %s\n' "$*"; }
 [ -x "$VENV/bin/openstack" ] || die "no OpenStack CLI in $VENV (run e2e/interop.sh first)"
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^OS_' || true)
 
-eval "$(bash "$REPO/scripts/oidc.sh" start)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 VELA="http://127.0.0.1:$PORT"
-"$VELA_BIN" --data-dir "$WORK/data" serve --bind "127.0.0.1:$PORT" >"$WORK/server.out" 2>"$WORK/server.log" &
+# Browser sign-on: the provider sends browsers back to Vela; Vela hands tokens to DASHBOARD.
+export OIDC_REDIRECT_URIS="$VELA/v3/auth/OS-FEDERATION/websso/openid/redirect"
+DASHBOARD="http://127.0.0.1:9/auth/websso/"
+eval "$(bash "$REPO/scripts/oidc.sh" start)"
+cat >"$WORK/vela.toml" <<TOML
+[auth.federation]
+trusted_dashboard = ["$DASHBOARD"]
+websso_scope = "openid profile email groups"
+TOML
+"$VELA_BIN" --config "$WORK/vela.toml" --data-dir "$WORK/data" serve --bind "127.0.0.1:$PORT" \
+  >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 300); do grep -q "vela listening" "$WORK/server.out" && break; sleep 0.1; done
 grep -q "vela listening" "$WORK/server.out" || die "vela did not start"
 vela() {
-  "$VELA_BIN" --data-dir "$WORK/data" identity "$@" 2>"$WORK/cli.err" ||
+  "$VELA_BIN" --config "$WORK/vela.toml" --data-dir "$WORK/data" identity "$@" 2>"$WORK/cli.err" ||
     { cat "$WORK/cli.err"; die "vela identity $1 $2 failed"; }
 }
 
-cat >"$WORK/mapping.json" <<'JSON'
-{"rules": [
-  {"remote": [{"type": "OIDC-preferred_username"}],
-   "local": [{"user": {"name": "{0}", "type": "ephemeral"}}]},
-  {"remote": [{"type": "OIDC-groups", "any_one_of": ["engineers"]}],
-   "local": [{"projects": [{"name": "eng", "roles": [{"name": "member"}]}]}]},
-  {"remote": [{"type": "OIDC-groups", "any_one_of": ["auditors"]}],
-   "local": [{"projects": [{"name": "audit", "roles": [{"name": "reader"}]}]}]},
-  {"remote": [{"type": "OIDC-sub", "any_one_of": ["vela"]}, {"type": "OIDC-client_id"}],
-   "local": [{"user": {"name": "client-{0}"}},
-             {"projects": [{"name": "automation", "roles": [{"name": "member"}]}]}]}
-]}
-JSON
-vela mapping create corp-map --rules "$WORK/mapping.json" >/dev/null
-vela idp create corp --issuer "$OIDC_ISSUER" --audience "$OIDC_AUDIENCE" --mapping corp-map \
-  --client-id "$OIDC_CLIENT_ID" >/dev/null
+vela mapping create corp-map --rules "$REPO/e2e/oidc/mapping.json" >/dev/null
+VELA_IDP_CLIENT_SECRET="$OIDC_CLIENT_SECRET" vela idp create corp --issuer "$OIDC_ISSUER" \
+  --audience "$OIDC_AUDIENCE" --mapping corp-map --client-id "$OIDC_CLIENT_ID" >/dev/null
 # Two providers that must refuse corp's tokens: another audience, another issuer.
 vela idp create wrong-aud --issuer "$OIDC_ISSUER" --audience urn:someone:else --mapping corp-map >/dev/null
 vela idp create wrong-iss --issuer "http://127.0.0.1:9/" --jwks-uri "$OIDC_ISSUER/jwks" \
@@ -156,6 +154,12 @@ curl -sf -H "X-Auth-Token: $UNSCOPED" "$VELA/v3/auth/projects" |
   python3 -c 'import json,sys; n=[p["name"] for p in json.load(sys.stdin)["projects"]]; assert n == ["eng"], n' ||
   die "alice's federated token does not list exactly project eng"
 ok "federated auth: an unscoped token (methods openid, OS-FEDERATION) whose user may scope to eng only"
+
+# Browser sign-on (WebSSO): the authorization-code flow with PKCE through the provider's login
+# page, the token posted to the trusted dashboard, replays and tampering refused.
+"$VENV/bin/python" "$REPO/e2e/oidc/websso.py" "$VELA" "$OIDC_ISSUER" "$DASHBOARD" |
+  tee "$WORK/websso.out" || die "browser sign-on (e2e/oidc/websso.py) failed"
+PASS=$((PASS + $(grep -c '^ok - ' "$WORK/websso.out")))
 
 # Refusals.
 # One character of the signature changed (not the last one, whose low bits are padding).

@@ -18,7 +18,7 @@
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
 #     Vela's embedded identity service, and through the real Keystone; then the README's
 #     first-run commands, literally (e2e/first_run.sh), OpenID Connect federation against a real
-#     provider (e2e/oidc.sh: npm oidc-provider, the CLI's v3oidc* plugins), Horizon's image panels in a
+#     provider (e2e/oidc.sh: npm oidc-provider, the CLI's v3oidc* plugins, browser sign-on), Horizon's image panels and WebSSO login in a
 #     headless Chromium (e2e/horizon.sh; screenshots in artifacts/horizon);
 #  6. the conformance suites through the real Keystone (e2e/tempest.sh: tempest's image API
 #     tests and glance-tempest-plugin from PyPI, checked against e2e/tempest-expected.txt).
@@ -124,8 +124,8 @@ suite() {
 }
 suite "OpenID Connect federation: a real provider (npm oidc-provider), keystoneauth's OIDC plugins" \
   VELA_REQUIRE_OIDC "node npm" e2e/oidc.sh
-suite "browser: Horizon's image panels (embedded identity; the real Keystone when it runs)" \
-  VELA_REQUIRE_BROWSER "chromium chromedriver" e2e/horizon.sh
+suite "browser: Horizon's image panels and WebSSO (embedded identity; the real Keystone when it runs)" \
+  VELA_REQUIRE_BROWSER "chromium chromedriver node npm" e2e/horizon.sh
 if [ "$KEYSTONE_STARTED" = 1 ]; then
   echo "== interop: CLIs through Keystone"
   bash e2e/keystone.sh

@@ -2,7 +2,7 @@
 
 usage: browser.py --base URL --shots DIR --state STATE.json --user U --password P
                   --steps login,list,create-file,... [--file PATH] [--url URL] [--expect-image NAME]
-Steps: login list create-file create-url filter details edit metadata shared-view deactivate delete.
+Steps: login sso-login list create-file create-url filter details edit metadata shared-view deactivate delete.
 Each step saves DIR/<NN>-<user>-<step>.png and prints `ok - horizon: STEP (...)`; the first
 failure prints `not ok - horizon: STEP: WHY` plus the page's alerts, saves ...-FAILED.png, exits 1.
 STATE.json carries {"images": {name: id}, "file_image": name, ...} between invocations.
@@ -195,6 +195,35 @@ class Horizon:
         if menu.text.strip() != self.a.user:
             raise StepFailed(f"user menu shows {menu.text.strip()!r}")
         return f"user menu shows {self.a.user}, at {self.drv.current_url}"
+
+    def step_sso_login(self):
+        """WebSSO: Horizon's "OpenID Connect" choice, the provider's login page, back to Horizon."""
+        self.drv.get(self.base + "/auth/login/")
+        choice = self.wait(lambda: self.visible("#id_auth_type"), 30, "the authentication choice")[0]
+        Select(choice).select_by_value("oidc")
+        self.click(self.drv.find_element(By.CSS_SELECTOR, "#loginBtn, form button[type=submit]"))
+        self.wait(lambda: self.visible("#username") or self.visible(".alert-danger"), 60,
+                  "the identity provider's login page")
+        if not self.visible("#username"):
+            raise StepFailed("no provider login page: " + "; ".join(self.alerts()))
+        provider = self.drv.current_url.split("/interaction/")[0]
+        if provider.startswith(self.base):
+            raise StepFailed(f"still at Horizon: {self.drv.current_url}")
+        self.shot("sso-login", "-provider")
+        self.drv.find_element(By.ID, "username").send_keys(self.a.user)
+        self.drv.find_element(By.ID, "password").send_keys(self.a.password)
+        self.click(self.drv.find_element(By.ID, "submit"))
+        self.wait(lambda: self.visible(".user-menu") or self.visible(".alert-danger, #error"), 60,
+                  "the user menu (signed on)")
+        if not self.visible(".user-menu"):
+            raise StepFailed(f"sign-on failed at {self.drv.current_url}: " + "; ".join(self.alerts()))
+        menu = self.visible(".user-menu")[0].text.strip()
+        if menu != self.a.user:
+            raise StepFailed(f"user menu shows {menu!r}")
+        project = " ".join(e.text.strip() for e in self.visible(".context-project, .context-box"))
+        if self.a.project and self.a.project not in project:
+            raise StepFailed(f"project menu shows {project!r}, wanted {self.a.project}")
+        return f"signed on at {provider}; user menu shows {menu}, project {project!r}"
 
     def step_list(self):
         self.open_images()
@@ -409,7 +438,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for opt in ("--base", "--shots", "--state", "--user", "--password", "--steps"):
         p.add_argument(opt, required=True)
-    for opt in ("--file", "--url", "--expect-image"):
+    for opt in ("--file", "--url", "--expect-image", "--project"):
         p.add_argument(opt)
     args = p.parse_args()
     sys.exit(Horizon(args).run([s for s in args.steps.split(",") if s]))

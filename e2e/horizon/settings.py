@@ -23,3 +23,11 @@ STATIC_ROOT = os.environ.get("HORIZON_STATIC_ROOT", os.path.join(tempfile.gettem
 # HORIZON_ANGULAR_IMAGES=0 switches to the older Django images panel.
 ANGULAR_FEATURES = {**ANGULAR_FEATURES, "images_panel": os.environ.get("HORIZON_ANGULAR_IMAGES", "1") == "1"}
 IMAGES_ALLOW_LOCATION = True  # "create from a URL": a location on the image
+# Browser sign-on (WebSSO) through Vela's embedded identity and an OpenID provider: Horizon's
+# login page offers "OpenID Connect" beside the password form and sends the browser to
+# /v3/auth/OS-FEDERATION/identity_providers/<idp>/protocols/openid/websso.
+if os.environ.get("HORIZON_WEBSSO_IDP"):
+    WEBSSO_ENABLED = True
+    WEBSSO_CHOICES = (("credentials", "Keystone Credentials"), ("oidc", "OpenID Connect"))
+    WEBSSO_IDP_MAPPING = {"oidc": (os.environ["HORIZON_WEBSSO_IDP"], "openid")}
+    WEBSSO_INITIAL_CHOICE = "credentials"

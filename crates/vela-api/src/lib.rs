@@ -68,6 +68,8 @@ pub struct ApiConfig {
     /// The guarded client for URLs API users give (`[import_filtering_opts]`): handlers
     /// check such URLs with it before recording them, and fetch with it.
     pub outbound: vela_store::outbound::OutboundClient,
+    /// Browser sign-on of the embedded identity service.
+    pub websso: identity::WebSsoConfig,
 }
 
 /// Shared state of all handlers.

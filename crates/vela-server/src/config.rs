@@ -500,6 +500,34 @@ pub struct AuthConfig {
     /// `noauth`: user of requests without identity headers.
     pub default_user: Option<String>,
     pub keystone: KeystoneSection,
+    pub federation: FederationSection,
+}
+
+/// `[auth.federation]`: browser sign-on (WebSSO) of the embedded identity service through an
+/// OpenID Connect provider (`vela identity idp create … --client-id … --client-secret …`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSection {
+    /// Dashboards a browser sign-on may hand its token to (Keystone's `trusted_dashboard`):
+    /// the whole URL they pass as `origin`, e.g. Horizon's
+    /// `https://dashboard.example.com/auth/websso/`.
+    pub trusted_dashboard: Vec<String>,
+    /// Vela's redirect URI as registered at the providers (default: the public endpoint, or
+    /// the request's host, with `/v3/auth/OS-FEDERATION/websso/openid/redirect`).
+    pub websso_redirect_uri: Option<String>,
+    /// The scopes a browser sign-on asks the provider for: `openid` and whatever supplies the
+    /// claims the mappings use (e.g. `groups`).
+    pub websso_scope: String,
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        FederationSection {
+            trusted_dashboard: Vec::new(),
+            websso_redirect_uri: None,
+            websso_scope: "openid profile email".into(),
+        }
+    }
 }
 
 /// `[auth.keystone]`: the Keystone service tokens are validated with, and Vela's service user.
@@ -648,6 +676,7 @@ impl Default for AuthConfig {
             default_project: None,
             default_user: None,
             keystone: KeystoneSection::default(),
+            federation: FederationSection::default(),
         }
     }
 }
@@ -727,6 +756,24 @@ impl Config {
                 "store.default '{d}' is not a configured store"
             );
         }
+        let fed = &self.auth.federation;
+        let http_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        for d in &fed.trusted_dashboard {
+            anyhow::ensure!(
+                http_url(d) && d.len() <= 2048,
+                "auth.federation.trusted_dashboard: '{d}' is not an http(s) URL"
+            );
+        }
+        if let Some(u) = &fed.websso_redirect_uri {
+            anyhow::ensure!(
+                http_url(u),
+                "auth.federation.websso_redirect_uri must be an http(s) URL"
+            );
+        }
+        anyhow::ensure!(
+            fed.websso_scope.split(' ').any(|s| s == "openid"),
+            "auth.federation.websso_scope must include openid"
+        );
         match self.auth.mode.as_str() {
             "noauth" | "embedded" => {}
             "keystone" => {

@@ -448,6 +448,11 @@ impl Application {
                 max_patch_operations: cfg.images.max_patch_operations,
             },
             inspection: Arc::new(cfg.image_format.rules()),
+            websso: vela_api::identity::WebSsoConfig {
+                trusted_dashboards: cfg.auth.federation.trusted_dashboard.clone(),
+                redirect_uri: cfg.auth.federation.websso_redirect_uri.clone(),
+                scope: cfg.auth.federation.websso_scope.clone(),
+            },
         };
         let importer = importer(&cfg, &db, &stores, staging, &api)?;
         importer

@@ -142,7 +142,7 @@ fn not_found(kind: &str, id: &str) -> Response {
 }
 
 /// The query's parameters (the last of repeated ones).
-fn params(query: &Option<String>) -> BTreeMap<String, String> {
+pub(super) fn params(query: &Option<String>) -> BTreeMap<String, String> {
     form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .into_owned()
         .collect()

@@ -19,6 +19,7 @@ use vela_auth::federation::mapping::{Mapped, Mapping, UserType};
 use vela_auth::federation::oidc::assertion;
 use vela_auth::identity::Identity;
 use vela_auth::AuthError;
+use vela_db::federation::Idp;
 use vela_db::identity::User;
 
 use super::{db_error, error, from_auth, issue_response, unauthorized, wants_catalog};
@@ -38,7 +39,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Most projects one login may be mapped to.
 const MAX_PROJECTS: usize = 64;
 
-fn refused(why: &str) -> Response {
+pub(super) fn refused(why: &str) -> Response {
     tracing::warn!(reason = %why, "federated login refused");
     unauthorized()
 }
@@ -102,6 +103,49 @@ async fn mapped_user(id: &Identity, idp: &str, m: &Mapped) -> Result<User, Respo
     Ok(user)
 }
 
+/// The local user the provider's verified `claims` map to, through its mapping.
+pub(super) async fn login(
+    id: &Identity,
+    idp: &Idp,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<User, Response> {
+    let mapping = match id.db().find_mapping(&idp.mapping_id).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(refused("the provider's mapping is gone")),
+        Err(e) => return Err(db_error(e)),
+    };
+    let mapped = Mapping::parse(&mapping.rules)
+        .and_then(|m| m.apply(&assertion(claims)))
+        .map_err(|e| refused(&e.to_string()))?;
+    mapped_user(id, &idp.id, &mapped).await
+}
+
+/// The enabled provider `idp_id`, or Keystone's 404 or 403.
+pub(super) async fn enabled_idp(id: &Identity, idp_id: &str) -> Result<Idp, Response> {
+    match id.db().find_idp(idp_id).await {
+        Ok(Some(p)) if p.enabled => Ok(p),
+        Ok(Some(_)) => Err(error(
+            StatusCode::FORBIDDEN,
+            &format!("Identity Provider {idp_id} is disabled"),
+        )),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("Could not find Identity Provider: {idp_id}."),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// Keystone's 404 for a protocol other than `openid`.
+pub(super) fn protocol_error(protocol: &str) -> Option<Response> {
+    (protocol != "openid").then(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("Could not find federated protocol: {protocol}."),
+        )
+    })
+}
+
 /// `POST /v3/OS-FEDERATION/identity_providers/{idp}/protocols/{protocol}/auth`.
 pub(super) async fn federated_auth(
     State(state): State<AppState>,
@@ -110,28 +154,13 @@ pub(super) async fn federated_auth(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    if protocol != "openid" {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("Could not find federated protocol: {protocol}."),
-        );
+    if let Some(resp) = protocol_error(&protocol) {
+        return resp;
     }
-    let idp = match id.db().find_idp(&idp_id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                &format!("Could not find Identity Provider: {idp_id}."),
-            )
-        }
-        Err(e) => return db_error(e),
+    let idp = match enabled_idp(&id, &idp_id).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    if !idp.enabled {
-        return error(
-            StatusCode::FORBIDDEN,
-            &format!("Identity Provider {idp_id} is disabled"),
-        );
-    }
     let Some(access_token) = bearer(&headers) else {
         return refused("no bearer access token");
     };
@@ -140,16 +169,7 @@ pub(super) async fn federated_auth(
         Err(AuthError::Invalid(why)) => return refused(&why),
         Err(e) => return from_auth(e),
     };
-    let mapping = match id.db().find_mapping(&idp.mapping_id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return refused("the provider's mapping is gone"),
-        Err(e) => return db_error(e),
-    };
-    let mapped = match Mapping::parse(&mapping.rules).and_then(|m| m.apply(&assertion(&claims))) {
-        Ok(m) => m,
-        Err(e) => return refused(&e.to_string()),
-    };
-    let user = match mapped_user(&id, &idp.id, &mapped).await {
+    let user = match login(&id, &idp, &claims).await {
         Ok(u) => u,
         Err(resp) => return resp,
     };

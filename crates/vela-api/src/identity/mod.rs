@@ -3,6 +3,9 @@
 
 mod directory;
 mod federation;
+mod websso;
+
+pub use websso::WebSsoConfig;
 
 use std::sync::Arc;
 
@@ -84,6 +87,7 @@ pub fn router(identity: Arc<Identity>) -> Router<AppState> {
             get(federation::federated_auth).post(federation::federated_auth),
         )
         .merge(directory::routes())
+        .merge(websso::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -459,6 +463,18 @@ async fn issue(
     issue_response(&id, claims, wants_catalog(&query), &base).await
 }
 
+/// A token for `claims`, checked against the database first.
+pub(super) async fn mint(
+    id: &Identity,
+    claims: vela_auth::identity::Claims,
+) -> Result<(String, Resolved), Response> {
+    let resolved = id.resolve_claims(claims).await.map_err(from_auth)?;
+    let token = id.sign(&resolved.claims).await.map_err(from_auth)?;
+    tracing::info!(user = %resolved.user.name, methods = ?resolved.claims.methods,
+                   audit_id = %resolved.claims.id, "token issued");
+    Ok((token, resolved))
+}
+
 /// Issues a token for `claims` (checked against the database first): 201 with the token in
 /// `X-Subject-Token` and Keystone's token body.
 pub(super) async fn issue_response(
@@ -467,16 +483,10 @@ pub(super) async fn issue_response(
     with_catalog: bool,
     base: &str,
 ) -> Response {
-    let resolved = match id.resolve_claims(claims).await {
-        Ok(r) => r,
-        Err(e) => return from_auth(e),
-    };
-    let token = match id.sign(&resolved.claims).await {
+    let (token, resolved) = match mint(id, claims).await {
         Ok(t) => t,
-        Err(e) => return from_auth(e),
+        Err(resp) => return resp,
     };
-    tracing::info!(user = %resolved.user.name, methods = ?resolved.claims.methods,
-                   audit_id = %resolved.claims.id, "token issued");
     let body = token_body(&resolved, with_catalog, base, &id.region);
     let mut resp = (
         StatusCode::CREATED,

@@ -45,10 +45,20 @@ struct Keys {
     fetched: Instant,
 }
 
-/// Verifies access tokens of the configured providers.
+/// Verifies the configured providers' tokens and speaks to them as their client (browser
+/// sign-on: the authorization-code flow with PKCE).
 pub struct OidcVerifier {
     http: reqwest::Client,
     keys: Mutex<HashMap<String, Keys>>,
+    /// Discovery documents by provider id, kept for [`KEYS_FRESH`].
+    discovery: Mutex<HashMap<String, (Value, Instant)>>,
+}
+
+/// The endpoints of a provider a browser sign-on uses.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
 }
 
 fn invalid(why: impl Into<String>) -> AuthError {
@@ -67,51 +77,145 @@ impl OidcVerifier {
         Ok(OidcVerifier {
             http,
             keys: Mutex::new(HashMap::new()),
+            discovery: Mutex::new(HashMap::new()),
         })
     }
 
     async fn fetch_json(&self, url: &str) -> Result<Value, AuthError> {
+        let req = self.http.get(url).header("accept", "application/json");
+        Self::read_json(req, &format!("GET {url}"))
+            .await
+            .map(|(_, v)| v)
+    }
+
+    /// Sends `req` and reads its JSON answer (at most [`MAX_DOCUMENT`] bytes) with its status;
+    /// only a success or a 400/401 (an OAuth error body) is an answer at all.
+    async fn read_json(
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Value), AuthError> {
         let unavailable = |e: String| AuthError::Unavailable(format!("identity provider: {e}"));
-        let mut resp = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
+        let mut resp = req
             .send()
             .await
-            .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(unavailable(format!("GET {url}: {}", resp.status())));
+            .map_err(|e| unavailable(format!("{what}: {e}")))?;
+        let status = resp.status();
+        if !status.is_success()
+            && status != reqwest::StatusCode::BAD_REQUEST
+            && status != reqwest::StatusCode::UNAUTHORIZED
+        {
+            return Err(unavailable(format!("{what}: {status}")));
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| unavailable(format!("GET {url}: {e}")))?
+            .map_err(|e| unavailable(format!("{what}: {e}")))?
         {
             if body.len() + chunk.len() > MAX_DOCUMENT {
                 return Err(unavailable(format!(
-                    "GET {url}: larger than {MAX_DOCUMENT} bytes"
+                    "{what}: larger than {MAX_DOCUMENT} bytes"
                 )));
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|e| unavailable(format!("GET {url}: {e}")))
+        let v = serde_json::from_slice(&body).map_err(|e| unavailable(format!("{what}: {e}")))?;
+        Ok((status, v))
     }
 
-    /// The provider's key set URL: configured, or from its discovery document.
-    async fn jwks_uri(&self, idp: &Idp) -> Result<String, AuthError> {
-        if let Some(u) = &idp.jwks_uri {
-            return Ok(u.clone());
+    /// The provider's discovery document (cached for [`KEYS_FRESH`]).
+    async fn discover(&self, idp: &Idp) -> Result<Value, AuthError> {
+        if let Ok(cache) = self.discovery.lock() {
+            if let Some((doc, at)) = cache.get(&idp.id) {
+                if at.elapsed() < KEYS_FRESH {
+                    return Ok(doc.clone());
+                }
+            }
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
             idp.issuer.trim_end_matches('/')
         );
         let doc = self.fetch_json(&url).await?;
-        doc.get("jwks_uri")
+        if let Ok(mut cache) = self.discovery.lock() {
+            cache.insert(idp.id.clone(), (doc.clone(), Instant::now()));
+        }
+        Ok(doc)
+    }
+
+    /// An endpoint URL the discovery document names.
+    async fn endpoint(&self, idp: &Idp, name: &str) -> Result<String, AuthError> {
+        self.discover(idp)
+            .await?
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                AuthError::Unavailable(format!(
+                    "identity provider {}: its discovery document names no {name}",
+                    idp.id
+                ))
+            })
+    }
+
+    /// The provider's key set URL: configured, or from its discovery document.
+    async fn jwks_uri(&self, idp: &Idp) -> Result<String, AuthError> {
+        match &idp.jwks_uri {
+            Some(u) => Ok(u.clone()),
+            None => self.endpoint(idp, "jwks_uri").await,
+        }
+    }
+
+    /// The authorization and token endpoints of `idp` (browser sign-on).
+    pub async fn endpoints(&self, idp: &Idp) -> Result<Endpoints, AuthError> {
+        Ok(Endpoints {
+            authorization: self.endpoint(idp, "authorization_endpoint").await?,
+            token: self.endpoint(idp, "token_endpoint").await?,
+        })
+    }
+
+    /// Exchanges an authorization code for the provider's tokens (RFC 6749 4.1.3 with the
+    /// PKCE verifier of RFC 7636), authenticating as the client with HTTP Basic. Returns
+    /// the `id_token`. A code the provider refuses is [`AuthError::Invalid`].
+    pub async fn redeem_code(
+        &self,
+        idp: &Idp,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<String, AuthError> {
+        let (Some(client_id), Some(secret)) = (&idp.client_id, &idp.client_secret) else {
+            return Err(invalid("the provider has no client for browser sign-on"));
+        };
+        let token_url = self.endpoint(idp, "token_endpoint").await?;
+        // RFC 6749 2.3.1: id and secret are form-encoded before they go into Basic.
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_verifier", verifier)
+            .finish();
+        let req = self
+            .http
+            .post(&token_url)
+            .basic_auth(enc(client_id), Some(enc(secret.expose())))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body);
+        let (status, v) = Self::read_json(req, &format!("POST {token_url}")).await?;
+        if !status.is_success() {
+            let code = v.get("error").and_then(Value::as_str).unwrap_or("error");
+            return Err(invalid(format!(
+                "the provider refused the authorization code: {status} {}",
+                code.chars().take(100).collect::<String>()
+            )));
+        }
+        v.get("id_token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| AuthError::Unavailable(format!("{url} names no jwks_uri")))
+            .ok_or_else(|| invalid("the provider's token answer has no id_token"))
     }
 
     /// The key `kid` of `idp`, from the cache or a fetch.
@@ -155,10 +259,39 @@ impl OidcVerifier {
         found.ok_or_else(|| invalid("token signed with an unknown key"))
     }
 
-    /// The claims of `token` when `idp` signed it for Vela and it is in date.
+    /// The claims of access token `token` when `idp` signed it for Vela and it is in date.
     pub async fn verify(&self, idp: &Idp, token: &str) -> Result<Map<String, Value>, AuthError> {
+        self.decode(idp, token, &idp.audience, "access token").await
+    }
+
+    /// The claims of an `id_token` from a browser sign-on: signed by `idp` for Vela's client,
+    /// in date, and carrying the `nonce` the sign-on started with.
+    pub async fn verify_id_token(
+        &self,
+        idp: &Idp,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let client = idp
+            .client_id
+            .as_deref()
+            .ok_or_else(|| invalid("the provider has no client for browser sign-on"))?;
+        let claims = self.decode(idp, token, client, "id_token").await?;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err(invalid("id_token refused: its nonce is not this sign-on's"));
+        }
+        Ok(claims)
+    }
+
+    async fn decode(
+        &self,
+        idp: &Idp,
+        token: &str,
+        audience: &str,
+        what: &str,
+    ) -> Result<Map<String, Value>, AuthError> {
         if token.len() > MAX_TOKEN {
-            return Err(invalid("access token too long"));
+            return Err(invalid(format!("{what} too long")));
         }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
@@ -172,9 +305,9 @@ impl OidcVerifier {
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.set_issuer(&[idp.issuer.as_str()]);
-        v.set_audience(&[idp.audience.as_str()]);
+        v.set_audience(&[audience]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| invalid(format!("access token refused: {e}")))?;
+            .map_err(|e| invalid(format!("{what} refused: {e}")))?;
         Ok(data.claims)
     }
 }
