@@ -150,16 +150,20 @@ ok("refused: the provider's redirect replayed, and taken to another browser (401
 
 
 def tampered(change):
-    """Bob's sign-on with its cookie edited by `change`: Vela's answer to the provider."""
+    """Bob's sign-on with its sealed cookie's content edited by `change` (the seal kept):
+    Vela's answer to the provider's redirect."""
     s2 = requests.Session()
     loc, q = start(s2)
     name = f"vela_sso_{q['state']}"
-    raw = s2.cookies.get(name)
+    purpose, raw, sig = s2.cookies.get(name).split(".")
+    if purpose != "sso":
+        die(f"the sign-on cookie is not sealed: {purpose}")
     data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     change(data)
+    raw = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
     for c in s2.cookies:
         if c.name == name:
-            c.value = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+            c.value = f"{purpose}.{raw}.{sig}"
     page = expect(s2.get(loc), 200, "the login page")
     form = re.search(r'action="([^"]+)"', page.text).group(1)
     return s2.post(ISSUER + html.unescape(form), data={"username": "bob", "password": "bob-oidc-pw"})
@@ -173,7 +177,7 @@ keystone_error(tampered(set_key("nonce", "0" * 64)), 401, "another nonce")
 keystone_error(tampered(set_key("verifier", "1" * 64)), 401, "another PKCE verifier")
 keystone_error(tampered(set_key("origin", "https://evil.example/auth/websso/")), 401,
                "an untrusted origin in the cookie")
-ok("refused: a sign-on whose nonce, PKCE verifier or origin was changed (401)")
+ok("refused: a sign-on cookie whose nonce, PKCE verifier or origin was changed (401)")
 
 # The provider's own refusal comes back as an error, not a token.
 r = b.get(f"{VELA}/v3/auth/OS-FEDERATION/websso/openid/redirect?"

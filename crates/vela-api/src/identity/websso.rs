@@ -5,7 +5,8 @@
 //!    `…/identity_providers/{idp}/protocols/openid/websso?origin=…`): the origin must be a
 //!    trusted dashboard (`[auth.federation] trusted_dashboard`); the browser is sent to the
 //!    provider's authorization endpoint (code flow, PKCE S256, state and nonce) with the
-//!    sign-on in a short-lived cookie.
+//!    sign-on in a short-lived cookie sealed with the token signing key (a forged or changed
+//!    one is refused before the provider is asked anything).
 //! 2. The provider sends the browser back to `GET /v3/auth/OS-FEDERATION/websso/openid/redirect`
 //!    with a code; Vela redeems it as the provider's client, verifies the id_token (signature,
 //!    issuer, audience = the client, expiry, nonce), maps its claims like any federated login
@@ -22,7 +23,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use vela_auth::federation::websso::{SignOn, COOKIE_PREFIX, SIGN_ON_TTL};
+use vela_auth::federation::websso::{SignOn, COOKIE_PREFIX, SEAL_PURPOSE, SIGN_ON_TTL};
 use vela_auth::identity::Identity;
 use vela_auth::AuthError;
 use vela_db::federation::Idp;
@@ -171,6 +172,10 @@ async fn start(
         None => format!("{}/v3{REDIRECT_PATH}", base_url(state, headers)),
     };
     let sign_on = SignOn::new(&idp.id, &origin, &redirect_uri, now_secs());
+    let sealed = match id.seal(SEAL_PURPOSE, &sign_on.to_bytes()).await {
+        Ok(v) => v,
+        Err(e) => return from_auth(e),
+    };
     let location = sign_on.authorization_url(&endpoints.authorization, client_id, &cfg.scope);
     let secure = if redirect_uri.starts_with("https://") {
         "; Secure"
@@ -180,7 +185,7 @@ async fn start(
     let cookie = format!(
         "{}={}; Path=/v3{REDIRECT_PATH}; Max-Age={SIGN_ON_TTL}; HttpOnly; SameSite=Lax{secure}",
         sign_on.cookie_name(),
-        sign_on.encode()
+        sealed
     );
     tracing::info!(idp = %idp.id, "browser sign-on started");
     let mut resp = StatusCode::FOUND.into_response();
@@ -219,7 +224,15 @@ async fn finish(
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let Some(sign_on) = SignOn::from_cookies(cookies, &state, now_secs()) else {
+    let sign_on = match SignOn::cookie_value(cookies, &state) {
+        Some(sealed) => match id.unseal(SEAL_PURPOSE, sealed).await {
+            Ok(bytes) => SignOn::decode(&bytes, &state, now_secs()),
+            Err(AuthError::Invalid(_)) => None,
+            Err(e) => return from_auth(e),
+        },
+        None => None,
+    };
+    let Some(sign_on) = sign_on else {
         return forget(
             &state,
             refused("no browser sign-on of this browser with that state (or it expired)"),

@@ -2,8 +2,9 @@
 //! the browser's trip to the provider and its return, and the authorization request.
 //!
 //! Nothing is kept on the server: the sign-on travels in a short-lived cookie of the
-//! browser that started it, named after the `state` parameter (so sign-ons in several tabs
-//! do not meet), and any node can finish it. The `state` must come back in the provider's
+//! browser that started it, sealed with the token signing key (so it cannot be forged or
+//! changed) and named after the `state` parameter (so sign-ons in several tabs do not meet),
+//! and any node can finish it. The `state` must come back in the provider's
 //! redirect, the PKCE verifier (RFC 7636, S256) binds the authorization code to this
 //! browser, and the id_token's `nonce` binds the provider's answer to this sign-on.
 
@@ -16,6 +17,8 @@ use sha2::{Digest, Sha256};
 pub const SIGN_ON_TTL: i64 = 600;
 /// Prefix of the cookie names.
 pub const COOKIE_PREFIX: &str = "vela_sso_";
+/// What the cookie's value is sealed for.
+pub const SEAL_PURPOSE: &str = "sso";
 /// Longest cookie value read.
 const MAX_COOKIE: usize = 4096;
 
@@ -66,33 +69,32 @@ impl SignOn {
         format!("{COOKIE_PREFIX}{}", self.state)
     }
 
-    /// The cookie's value.
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    /// The sign-on as bytes, to be sealed into the cookie's value (purpose [`SEAL_PURPOSE`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The sign-on a returning browser's cookies carry for `state`, if it is there, whole,
-    /// its own, and in date.
-    pub fn from_cookies<'a>(
+    /// The value of the cookie a returning browser carries for `state`, if any.
+    pub fn cookie_value<'a>(
         cookies: impl IntoIterator<Item = &'a str>,
         state: &str,
-        now_secs: i64,
-    ) -> Option<Self> {
+    ) -> Option<&'a str> {
         if state.len() != 64 || !state.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let name = format!("{COOKIE_PREFIX}{state}");
-        let value = cookies
+        cookies
             .into_iter()
             .flat_map(|h| h.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.trim_matches('"'))?;
-        if value.len() > MAX_COOKIE {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
-        let s: SignOn = serde_json::from_slice(&bytes).ok()?;
+            .map(|(_, v)| v.trim_matches('"'))
+            .filter(|v| v.len() <= MAX_COOKIE)
+    }
+
+    /// The sign-on in an unsealed cookie value, when it is whole, for `state`, and in date.
+    pub fn decode(bytes: &[u8], state: &str, now_secs: i64) -> Option<Self> {
+        let s: SignOn = serde_json::from_slice(bytes).ok()?;
         (s.state == state && s.exp > now_secs).then_some(s)
     }
 
@@ -127,30 +129,20 @@ mod tests {
         let s = SignOn::new("corp", "https://dash/auth/websso/", "https://vela/r", 1000);
         assert_eq!(s.state.len(), 64);
         assert_ne!(s.state, s.nonce);
-        let cookie = format!("other=1; {}={}; x=y", s.cookie_name(), s.encode());
+        let cookie = format!("other=1; {}=\"v1\"; x=y", s.cookie_name());
         assert_eq!(
-            SignOn::from_cookies([cookie.as_str()], &s.state, 1001),
-            Some(s.clone())
+            SignOn::cookie_value([cookie.as_str()], &s.state),
+            Some("v1")
         );
-        // Expired, another state, a forged state, garbage: nothing.
-        assert_eq!(
-            SignOn::from_cookies([cookie.as_str()], &s.state, 1600),
-            None
-        );
+        assert_eq!(SignOn::cookie_value([cookie.as_str()], "../x"), None);
         let other = SignOn::new("corp", "o", "r", 1000);
-        assert_eq!(
-            SignOn::from_cookies([cookie.as_str()], &other.state, 1001),
-            None
-        );
-        assert_eq!(SignOn::from_cookies([cookie.as_str()], "../x", 1001), None);
-        let bad = format!("{}=!!!", s.cookie_name());
-        assert_eq!(SignOn::from_cookies([bad.as_str()], &s.state, 1001), None);
-        // A cookie under one state's name holding another sign-on is refused.
-        let swapped = format!("{}={}", s.cookie_name(), other.encode());
-        assert_eq!(
-            SignOn::from_cookies([swapped.as_str()], &s.state, 1001),
-            None
-        );
+        assert_eq!(SignOn::cookie_value([cookie.as_str()], &other.state), None);
+        let bytes = s.to_bytes();
+        assert_eq!(SignOn::decode(&bytes, &s.state, 1001), Some(s.clone()));
+        // Expired, another state, garbage: nothing.
+        assert_eq!(SignOn::decode(&bytes, &s.state, 1600), None);
+        assert_eq!(SignOn::decode(&bytes, &other.state, 1001), None);
+        assert_eq!(SignOn::decode(b"!!!", &s.state, 1001), None);
     }
 
     #[test]

@@ -203,8 +203,19 @@ impl Signer {
 
     /// Signs `claims` into a token string.
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let signed = format!("{PREFIX}.{payload}");
+        self.seal(PREFIX, &serde_json::to_vec(claims).unwrap_or_default())
+    }
+
+    /// The claims of a token signed by a key that has not retired (expiry not checked).
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let raw = self.unseal(PREFIX, token)?;
+        serde_json::from_slice(&raw).map_err(|_| invalid("bad payload"))
+    }
+
+    /// `payload`, signed for `purpose`: `<purpose>.<payload>.<mac>` (base64url). The purpose
+    /// is signed too, so what is sealed for one use never passes for another (or for a token).
+    pub fn seal(&self, purpose: &str, payload: &[u8]) -> String {
+        let signed = format!("{purpose}.{}", B64.encode(payload));
         let key = self.keys.first().map_or(&[][..], |(k, _)| k.as_slice());
         let mut mac = Self::mac(key);
         mac.update(signed.as_bytes());
@@ -212,13 +223,13 @@ impl Signer {
         format!("{signed}.{sig}")
     }
 
-    /// The claims of a token signed by a key that has not retired (expiry not checked).
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let (signed, sig) = token
+    /// The payload of `sealed` when a key that has not retired sealed it for `purpose`.
+    pub fn unseal(&self, purpose: &str, sealed: &str) -> Result<Vec<u8>, AuthError> {
+        let (signed, sig) = sealed
             .rsplit_once('.')
             .ok_or_else(|| invalid("not a token"))?;
         let payload = signed
-            .strip_prefix(PREFIX)
+            .strip_prefix(purpose)
             .and_then(|r| r.strip_prefix('.'))
             .ok_or_else(|| invalid("not a Vela token"))?;
         let sig = B64
@@ -237,10 +248,8 @@ impl Signer {
         if !good {
             return Err(invalid("bad signature"));
         }
-        let raw = B64
-            .decode(payload)
-            .map_err(|_| invalid("bad payload encoding"))?;
-        serde_json::from_slice(&raw).map_err(|_| invalid("bad payload"))
+        B64.decode(payload)
+            .map_err(|_| invalid("bad payload encoding"))
     }
 }
 
@@ -398,7 +407,20 @@ impl Identity {
     /// known key signed makes the keys be read again (at most once a second), in case
     /// another node has just made a new one.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let first = self.signer(false).await?.verify(token);
+        let raw = self.unseal(PREFIX, token).await?;
+        serde_json::from_slice(&raw).map_err(|_| invalid("bad payload"))
+    }
+
+    /// `payload` signed for `purpose` with the current key (see [`Signer::seal`]): state
+    /// that a client carries and any node can trust again.
+    pub async fn seal(&self, purpose: &str, payload: &[u8]) -> Result<String, AuthError> {
+        Ok(self.signer(true).await?.seal(purpose, payload))
+    }
+
+    /// The payload of `sealed` when it was sealed for `purpose` by a key still verifying
+    /// (the keys are read again on a miss, as for tokens).
+    pub async fn unseal(&self, purpose: &str, sealed: &str) -> Result<Vec<u8>, AuthError> {
+        let first = self.signer(false).await?.unseal(purpose, sealed);
         if first.is_ok() {
             return first;
         }
@@ -410,7 +432,7 @@ impl Identity {
             _ => false,
         };
         if reload {
-            self.signer(true).await?.verify(token)
+            self.signer(true).await?.unseal(purpose, sealed)
         } else {
             first
         }
