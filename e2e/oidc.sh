@@ -181,6 +181,25 @@ ok "refused: a token with a changed signature, and one with changed claims (401)
 ok "refused: a token whose audience is not the provider's (401)"
 [ "$(fed_status wrong-iss "$TOKEN")" = 401 ] || die "a token from another issuer was accepted"
 ok "refused: a token whose issuer is not the provider's (401)"
+# Mappings whose result does not fit: a user name of 256 characters, 65 projects.
+python3 - "$WORK" <<'PY'
+import json, sys
+rule = lambda local: {"rules": [{"remote": [{"type": "OIDC-sub"}], "local": local}]}
+json.dump(rule([{"user": {"name": "u" * 256, "type": "ephemeral"}}]), open(f"{sys.argv[1]}/long-name.json", "w"))
+json.dump(rule([{"user": {"name": "{0}", "type": "ephemeral"}},
+                {"projects": [{"name": f"p{i}", "roles": [{"name": "member"}]} for i in range(65)]}]),
+          open(f"{sys.argv[1]}/many-projects.json", "w"))
+PY
+for m in long-name many-projects; do
+  vela mapping create "$m" --rules "$WORK/$m.json" >/dev/null
+  vela idp create "$m" --issuer "$OIDC_ISSUER" --audience "$OIDC_AUDIENCE" --mapping "$m" >/dev/null
+done
+FRESH="$(access_token alice alice-oidc-pw)"
+[ "$(fed_status long-name "$FRESH")" = 401 ] || die "a mapped user name of 256 characters was accepted"
+[ "$(fed_status many-projects "$FRESH")" = 401 ] || die "a mapping to 65 projects was accepted"
+grep -q "longer than 255 characters" "$WORK/server.log" && grep -q "projects or roles are too many" "$WORK/server.log" ||
+  die "the refusals of oversized mapping results are not logged"
+ok "refused: a mapped user name over 255 characters, more than 64 mapped projects (401, logged)"
 [ "$(fed_status corp "not-a-jwt")" = 401 ] || die "garbage was accepted"
 [ "$(fed_status corp "")" = 401 ] || die "no bearer was accepted"
 [ "$(fed_status nobody "$TOKEN")" = 404 ] || die "an unknown provider did not answer 404"
