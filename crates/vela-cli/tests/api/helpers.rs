@@ -568,9 +568,13 @@ impl TestApp {
         };
         let cfg = info.root.join(format!("cli-{}.toml", &new_uuid()[..8]));
         std::fs::write(&cfg, &info.config).unwrap();
+        // The shared settings come from the environment; the data directory is the
+        // cluster's own (not `vela-data` in the working directory).
         Command::new(env!("CARGO_BIN_EXE_vela"))
             .arg("--config")
             .arg(&cfg)
+            .arg("--data-dir")
+            .arg(info.root.join("cli-data"))
             .args(args)
             .env("VELA_DATABASE__URL", &info.db_url)
             .envs(info.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

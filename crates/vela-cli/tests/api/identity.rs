@@ -712,7 +712,10 @@ async fn passwords_from_a_file_or_stdin() {
     ]);
     token_for(&app, "carol", "carol-pw", "alpha").await;
     // `-` reads standard input; run_vela gives none, so the command must refuse an empty one.
+    let scratch = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vela"))
+        .arg("--data-dir")
+        .arg(scratch.path())
         .args([
             "identity",
             "user",
