@@ -7,6 +7,8 @@
 # usage: bench/identity.sh [SECONDS]   (BIN=path/to/vela; default target/release/vela)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 BIN="${BIN:-$REPO/target/release/vela}"
 DURATION="${1:-10}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -16,7 +18,9 @@ cleanup() { kill "${PID:-}" 2>/dev/null || true; bash "$REPO/scripts/oidc.sh" st
 trap cleanup EXIT
 eval "$(bash "$REPO/scripts/oidc.sh" start)"
 
-"$BIN" serve --bind 127.0.0.1:0 --data-dir "$DIR" >"$DIR/out" 2>"$DIR/err" &
+DASHBOARD="http://dashboard.example/auth/websso/"
+printf '[auth.federation]\ntrusted_dashboard = ["%s"]\n' "$DASHBOARD" >"$DIR/vela.toml"
+"$BIN" --config "$DIR/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$DIR" >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 for _ in $(seq 100); do [ -s "$DIR/openrc" ] && grep -q listening "$DIR/out" && break; sleep 0.1; done
 URL=$(sed -n 's/^vela listening on //p' "$DIR/out")
@@ -34,23 +38,14 @@ printf '%s\n' '{"rules": [
   {"remote": [{"type": "OIDC-groups", "any_one_of": ["engineers"]}],
    "local": [{"projects": [{"name": "eng", "roles": [{"name": "member"}]}]}]}]}' >"$DIR/map.json"
 "$BIN" --data-dir "$DIR" identity mapping create m --rules "$DIR/map.json" >/dev/null 2>&1
-"$BIN" --data-dir "$DIR" identity idp create corp --issuer "$OIDC_ISSUER" \
-  --audience "$OIDC_AUDIENCE" --mapping m >/dev/null 2>&1
+VELA_IDP_CLIENT_SECRET="$OIDC_CLIENT_SECRET" "$BIN" --data-dir "$DIR" identity idp create corp \
+  --issuer "$OIDC_ISSUER" --audience "$OIDC_AUDIENCE" --mapping m --client-id "$OIDC_CLIENT_ID" >/dev/null 2>&1
 ACCESS=$(curl -sf -u "$OIDC_CLIENT_ID:$OIDC_CLIENT_SECRET" "$OIDC_ISSUER/token" \
   -d grant_type=password -d username=alice -d password=alice-oidc-pw -d scope=openid |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); SQLite; wrk -t2 -c8 -d${DURATION}s"
-run() {
-  local label=$1; shift
-  local out rps p50 p99 errs
-  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-44s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
-}
+run() { bench_wrk "$@"; }
 run "GET /v3/auth/projects" -H "X-Auth-Token: $TOKEN" "$URL/v3/auth/projects"
 run "GET /v3/users/{id}/projects" -H "X-Auth-Token: $TOKEN" "$URL/v3/users/$ADMIN_ID/projects"
 run "GET /v3/role_assignments (effective, names)" -H "X-Auth-Token: $TOKEN" \
@@ -58,4 +53,7 @@ run "GET /v3/role_assignments (effective, names)" -H "X-Auth-Token: $TOKEN" \
 printf 'wrk.method = "POST"\n' >"$DIR/post.lua"
 run "federated login (JWT check, role sync, token)" -s "$DIR/post.lua" \
   -H "Authorization: Bearer $ACCESS" "$URL/v3/OS-FEDERATION/identity_providers/corp/protocols/openid/auth"
+# WebSSO's first hop (a 302 to the provider with a sealed cookie; discovery is cached).
+bench_wrk "WebSSO start (302 to the provider, sealed cookie)" \
+  "$URL/v3/auth/OS-FEDERATION/websso/openid?origin=$DASHBOARD"
 echo "server peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"

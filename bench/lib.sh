@@ -14,3 +14,16 @@ bench_token() {
          "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}' |
     awk 'tolower($1) == "x-subject-token:" {print $2}' | tr -d '\r'
 }
+
+# bench_wrk LABEL WRK_ARGS...: wrk for $DURATION s, 2 threads, 8 connections; prints one line:
+# requests/s, median and 99th-percentile latency, and the count of non-2xx answers.
+bench_wrk() {
+  local label=$1; shift
+  local out rps p50 p99 errs
+  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  printf '%-48s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
+}

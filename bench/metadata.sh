@@ -75,17 +75,7 @@ MID=$(curl -sf -H "X-Auth-Token: $TOKEN" "$URL/v2/images?limit=1&sort=name:asc&n
   python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["id"])')
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $IMAGES images in $DB; wrk -t2 -c8 -d${DURATION}s"
-run() {
-  local label=$1; shift
-  local out
-  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency -H "X-Auth-Token: $TOKEN" "$@")
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-34s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
-}
+run() { bench_wrk "$1" -H "X-Auth-Token: $TOKEN" "${@:2}"; }
 run "show image" "$URL/v2/images/$MID"
 run "list page (default, 25)" "$URL/v2/images"
 run "list 20, name filter" "$URL/v2/images?limit=20&name=image-$(printf %06d $((IMAGES / 3)))"

@@ -43,16 +43,7 @@ else
 fi
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); target: $TARGET; wrk -t2 -c8 -d${DURATION}s"
-run() {
-  local label=$1; shift
-  local out rps p50 p99 errs
-  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency -H "X-Auth-Token: $TOKEN" "$@")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-44s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
-}
+run() { bench_wrk "$1" -H "X-Auth-Token: $TOKEN" "${@:2}"; }
 run "namespaces for OS::Glance::Image (Horizon)" "$URL/v2/metadefs/namespaces?resource_types=OS::Glance::Image"
 run "namespace show OS::Compute::LibvirtImage" "$URL/v2/metadefs/namespaces/OS::Compute::LibvirtImage"
 run "property list OS::Compute::LibvirtImage" "$URL/v2/metadefs/namespaces/OS::Compute::LibvirtImage/properties"
