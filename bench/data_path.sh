@@ -6,6 +6,7 @@
 #   SIZE_MIB=1024 bash bench/data_path.sh
 #   STORE=s3 bash bench/data_path.sh     # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
 #   STORE=swift bash bench/data_path.sh  # through the Swift store of $VELA_SWIFT_*
+#   STORE=vmware bash bench/data_path.sh # through a vSphere datastore of $VCSIM_* (scripts/vcsim.sh start)
 #   CACHE=1 STORE=s3 bash bench/data_path.sh  # with the image cache: the first download
 #                                             # fills it (cold), later ones come from it (warm)
 #
@@ -47,6 +48,19 @@ container = "vela-bench"
 prefix = "bench-$$/"
 TOML
   STORE_HEADER=(-H "X-Image-Meta-Store: swift")
+elif [ "${STORE:-file}" = vmware ]; then
+  cat >"$BENCH_DIR/vela.toml" <<TOML
+[stores.vsphere]
+type = "vmware"
+server_host = "$VCSIM_HOST"
+server_username = "$VCSIM_USER"
+server_password = "$VCSIM_PASSWORD"
+datastores = ["$VCSIM_DATACENTER:$VCSIM_DATASTORE"]
+store_image_dir = "/bench-$$"
+insecure = true
+task_poll_interval_ms = 50
+TOML
+  STORE_HEADER=(-H "X-Image-Meta-Store: vsphere")
 fi
 if [ "${CACHE:-0}" = 1 ]; then
   printf '\n[cache]\nenabled = true\nmax_size = %d\n' $(( (SIZE_MIB + 1) * 1048576 )) >>"$BENCH_DIR/vela.toml"

@@ -56,23 +56,11 @@ install() {
   cp "$SRC/provider.mjs" "$OIDC_DIR/provider.mjs"
 }
 
-# Alive and not a zombie (an exited provider's parent is pid 1, which may reap it late).
-alive() { local st; st="$(ps -o stat= -p "$1" 2>/dev/null)" && [ "${st:0:1}" != Z ]; }
-
-running_pid() {
-  local pid
-  pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
-  [ -n "$pid" ] && alive "$pid" && printf '%s' "$pid"
-}
-
+# shellcheck source=scripts/daemon.sh
+. "$REPO/scripts/daemon.sh"
 stop() {
-  local pid
-  if pid="$(running_pid)"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do alive "$pid" || break; sleep 0.05; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PIDFILE" "$PORTFILE"
+  stop_running
+  rm -f "$PORTFILE"
 }
 
 print_env() {

@@ -3,9 +3,10 @@
 #  1. a real Keystone on loopback (scripts/keystone.sh: PyPI `keystone`, SQLite, fernet) for the
 #     Keystone-mode tests, a real one-node Ceph (scripts/ceph.sh: Debian's Ceph, radosgw as
 #     the S3 and a Swift-API server, an RBD pool) and OpenStack Swift (scripts/swift.sh:
-#     Debian's Swift, tempauth and keystoneauth) for the store tests (each skipped with a
-#     warning when it cannot be started, unless VELA_REQUIRE_KEYSTONE=1 / VELA_REQUIRE_S3=1,
-#     as in CI);
+#     Debian's Swift, tempauth and keystoneauth) and VMware's vCenter simulator
+#     (scripts/vcsim.sh: govmomi's vcsim built from Debian's source) for the store tests (each
+#     skipped with a warning when it cannot be started, unless VELA_REQUIRE_KEYSTONE=1 /
+#     VELA_REQUIRE_S3=1 / VELA_REQUIRE_VCSIM=1, as in CI);
 #  2. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
 #     talks HTTP to it), on SQLite;
 #  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
@@ -28,13 +29,19 @@ cd "$(dirname "$0")/.."
 KEYSTONE_STARTED=0
 CEPH_STARTED=0
 SWIFT_STARTED=0
+VCSIM_STARTED=0
 stop_services() {
+  [ "$VCSIM_STARTED" = 1 ] && bash scripts/vcsim.sh stop
   [ "$SWIFT_STARTED" = 1 ] && bash scripts/swift.sh stop
   [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop
   [ "$CEPH_STARTED" = 1 ] && bash scripts/ceph.sh stop
   true
 }
 trap stop_services EXIT
+# VMware's vCenter simulator (built from Debian's govmomi source) starts beside the others.
+VCSIM_OUT="$(mktemp)"
+bash scripts/vcsim.sh start >"$VCSIM_OUT" &
+VCSIM_JOB=$!
 if ks_env="$(bash scripts/keystone.sh start)"; then
   eval "$ks_env"
   KEYSTONE_STARTED=1
@@ -66,6 +73,17 @@ elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
 else
   echo "WARNING: Swift could not be started: OpenStack Swift store tests will be skipped" >&2
 fi
+
+if wait "$VCSIM_JOB"; then
+  eval "$(cat "$VCSIM_OUT")"
+  VCSIM_STARTED=1
+elif [ "${VELA_REQUIRE_VCSIM:-0}" = 1 ]; then
+  echo "vcsim could not be started and VELA_REQUIRE_VCSIM=1" >&2
+  exit 1
+else
+  echo "WARNING: vcsim could not be started: vmware store tests will be skipped" >&2
+fi
+rm -f "$VCSIM_OUT"
 
 # The RBD store is built (and its tests run) where librbd and librados can be linked.
 FEATURES=()

@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod rbd;
 pub mod settings;
 pub mod swift;
+pub mod vmware;
 
 pub use settings::StoreSettings;
 

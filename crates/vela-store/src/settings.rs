@@ -12,6 +12,7 @@ use crate::object::{ObjectBackend, S3Settings};
 use crate::outbound::FilterOpts;
 use crate::rbd::RbdSettings;
 use crate::swift::{SwiftSettings, SwiftStore};
+use crate::vmware::{VmwareSettings, VmwareStore};
 use crate::{Store, StoreError};
 
 /// The settings of one named store.
@@ -25,6 +26,8 @@ pub enum StoreSettings {
     Http(HttpSettings),
     /// Ceph RBD; opening one needs a build with the `rbd` feature.
     Rbd(RbdSettings),
+    /// VMware vSphere datastores (vCenter or ESXi).
+    Vmware(VmwareSettings),
 }
 
 impl StoreSettings {
@@ -36,6 +39,7 @@ impl StoreSettings {
             StoreSettings::Swift(_) => "swift",
             StoreSettings::Http(_) => "http",
             StoreSettings::Rbd(_) => "rbd",
+            StoreSettings::Vmware(_) => "vmware",
         }
     }
 
@@ -45,6 +49,7 @@ impl StoreSettings {
             StoreSettings::S3(s) => s.check(),
             StoreSettings::Swift(s) => s.check(),
             StoreSettings::Rbd(s) => s.check(),
+            StoreSettings::Vmware(s) => s.check(),
             StoreSettings::File(_) | StoreSettings::Http(_) => Ok(()),
         }
     }
@@ -62,6 +67,10 @@ impl StoreSettings {
             StoreSettings::Swift(s) => Arc::new(SwiftStore::new(id, s.config())?),
             StoreSettings::Http(s) => Arc::new(HttpStore::new(id, &s.config(filter))?),
             StoreSettings::Rbd(s) => open_rbd(id, s)?,
+            StoreSettings::Vmware(s) => Arc::new(VmwareStore::new(
+                id,
+                s.config().map_err(StoreError::Config)?,
+            )?),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Several stores at once (Glance's multi-store): uploads to a named store, the `stores`
 //! field, discovery, downloads and deletes from the right store. The second store is a
 //! directory; with `VELA_S3_ENDPOINT` set (`scripts/ceph.sh start`) a real S3 store joins,
-//! and must when `VELA_REQUIRE_S3=1`.
+//! and must when `VELA_REQUIRE_S3=1`; with `VCSIM_HOST` (`scripts/vcsim.sh start`) a vSphere
+//! datastore of VMware's simulator joins, and must when `VELA_REQUIRE_VCSIM=1`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -72,12 +73,34 @@ pub(crate) fn rbd_section() -> Option<String> {
     ))
 }
 
+/// `[stores.vsphere]`: a datastore of VMware's vCenter simulator (`scripts/vcsim.sh start`).
+pub(crate) fn vmware_section(prefix: &str) -> Option<String> {
+    let Ok(host) = std::env::var("VCSIM_HOST") else {
+        assert!(
+            std::env::var("VELA_REQUIRE_VCSIM").as_deref() != Ok("1"),
+            "VELA_REQUIRE_VCSIM=1 but VCSIM_HOST is not set (scripts/vcsim.sh start)"
+        );
+        return None;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(format!(
+        "[stores.vsphere]\ntype = \"vmware\"\nserver_host = \"{host}\"\nserver_username = \"{}\"\n\
+         server_password = \"{}\"\ndatastores = [\"{}:{}:10\"]\nstore_image_dir = \"/{prefix}\"\n\
+         insecure = true\ntask_poll_interval_ms = 50\n",
+        var("VCSIM_USER"),
+        var("VCSIM_PASSWORD"),
+        var("VCSIM_DATACENTER"),
+        var("VCSIM_DATASTORE"),
+    ))
+}
+
 /// Which of the real-server stores joined.
 struct Remote {
     s3: bool,
     swift: bool,
     osswift: bool,
     rbd: bool,
+    vmware: bool,
 }
 
 async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
@@ -85,13 +108,15 @@ async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
     let prefix = format!("api-{}", &crate::helpers::new_uuid()[..8]);
     let (s3, swift) = (s3_section(&prefix), swift_section(&prefix));
     let (osswift, rbd) = (keystone_swift_section(&prefix), rbd_section());
+    let vmware = vmware_section(&prefix);
     let app = TestApp::spawn_with_config(&format!(
-        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}\n{}\n{}",
+        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}\n{}\n{}\n{}",
         second.path().display(),
         s3.clone().unwrap_or_default(),
         swift.clone().unwrap_or_default(),
         osswift.clone().unwrap_or_default(),
         rbd.clone().unwrap_or_default(),
+        vmware.clone().unwrap_or_default(),
     ))
     .await;
     let remote = Remote {
@@ -99,6 +124,7 @@ async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
         swift: swift.is_some(),
         osswift: osswift.is_some(),
         rbd: rbd.is_some(),
+        vmware: vmware.is_some(),
     };
     (!app.is_external()).then_some((app, second, remote))
 }
@@ -141,6 +167,9 @@ async fn stores_are_listed_with_the_default() {
     if remote.rbd {
         want.push(json!({"id": "ceph"}));
     }
+    if remote.vmware {
+        want.push(json!({"id": "vsphere"}));
+    }
     // The default first, then the named stores by name.
     want[1..].sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     assert_eq!(v["stores"], json!(want));
@@ -155,6 +184,7 @@ async fn stores_are_listed_with_the_default() {
     assert_eq!(types.contains(&"s3"), remote.s3);
     assert_eq!(types.contains(&"swift"), remote.swift || remote.osswift);
     assert_eq!(types.contains(&"rbd"), remote.rbd);
+    assert_eq!(types.contains(&"vmware"), remote.vmware);
 }
 
 #[tokio::test]
@@ -174,6 +204,9 @@ async fn uploads_go_to_the_named_store() {
     }
     if remote.rbd {
         stores.push((Some("ceph"), "ceph"));
+    }
+    if remote.vmware {
+        stores.push((Some("vsphere"), "vsphere"));
     }
     for (asked, expected) in stores {
         // Large enough for a multipart upload to S3 (5 MiB parts) and several Swift segments.
@@ -369,4 +402,59 @@ async fn locations_and_direct_url_only_when_configured() {
         .create_active_image(json!({"name": plain.name("p")}), b"abc")
         .await;
     assert!(img.get("locations").is_none() && img.get("direct_url").is_none());
+}
+
+/// copy-image between the file store and the vSphere store, both ways: each copy serves the
+/// image alone once the other store's data is removed.
+#[tokio::test]
+async fn images_are_copied_between_the_file_store_and_vsphere() {
+    let Some((app, _dir, remote)) = multi_store_app().await else {
+        return;
+    };
+    if !remote.vmware {
+        return;
+    }
+    let data = test_data(5 * 1024 * 1024 + 3);
+    let img = app
+        .create_image(
+            json!({"name": app.name("copy"), "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let id = img["id"].as_str().unwrap().to_owned();
+    let resp = upload_to(&app, &id, None, data.clone()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for (from, to) in [("local", "vsphere"), ("vsphere", "local")] {
+        let body = json!({"method": {"name": "copy-image"}, "stores": [to]});
+        app.import_accepted(&id, &body).await;
+        let deadline = std::time::Instant::now() + crate::helpers::IMPORT_DEADLINE;
+        loop {
+            let img = app.show(&id).await;
+            if img["stores"] == format!("{from},{to}") && img.get("os_glance_import_task").is_none()
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "copy to {to} stuck: {img}"
+            );
+            tokio::time::sleep(crate::helpers::POLL_INTERVAL).await;
+        }
+        let (_, task) = app.wait_for_import(&id).await;
+        assert_eq!(task["status"], "success", "{task}");
+        let path = format!("/v2/stores/{from}/{id}");
+        assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
+        let shown = app.show(&id).await;
+        assert_eq!(shown["stores"], to, "{shown}");
+        assert_eq!(shown["checksum"], md5_hex(&data).as_str());
+        let resp = app.download(&id).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.bytes().await.unwrap() == data,
+            "served from {to}: bytes differ"
+        );
+    }
+    assert_eq!(
+        app.delete(&format!("/v2/images/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
 }
