@@ -7,6 +7,7 @@
 #   STORE=s3 bash bench/data_path.sh     # through the S3 store of $VELA_S3_* (scripts/ceph.sh start)
 #   STORE=swift bash bench/data_path.sh  # through the Swift store of $VELA_SWIFT_*
 #   STORE=vmware bash bench/data_path.sh # through a vSphere datastore of $VCSIM_* (scripts/vcsim.sh start)
+#   STORE=cinder bash bench/data_path.sh # through Cinder volumes of $CINDER_* (scripts/cinder.sh start)
 #   CACHE=1 STORE=s3 bash bench/data_path.sh  # with the image cache: the first download
 #                                             # fills it (cold), later ones come from it (warm)
 #
@@ -17,7 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-4096}
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/vela-bench.XXXXXX)}
-cargo build --release --bin vela >/dev/null 2>&1
+# With Ceph's client libraries the build has the rbd feature (the cinder store needs it), as
+# scripts/test.sh builds it: the same binary, no rebuild between the two.
+FEATURES=()
+dpkg -s librbd-dev librados-dev >/dev/null 2>&1 && FEATURES=(--features vela-cli/rbd)
+cargo build --release "${FEATURES[@]}" -p vela-cli --bin vela >/dev/null 2>&1
 BIN=${CARGO_TARGET_DIR:-target}/release/vela
 . "$(dirname "$0")/lib.sh"
 bench_bootstrap "$BIN" "$BENCH_DIR/data"
@@ -61,6 +66,17 @@ insecure = true
 task_poll_interval_ms = 50
 TOML
   STORE_HEADER=(-H "X-Image-Meta-Store: vsphere")
+elif [ "${STORE:-file}" = cinder ]; then
+  cat >"$BENCH_DIR/vela.toml" <<TOML
+[stores.volumes]
+type = "cinder"
+auth_url = "$CINDER_AUTH_URL"
+username = "$CINDER_USER"
+password = "$CINDER_PASSWORD"
+project_name = "$CINDER_PROJECT"
+volume_type = "$CINDER_VOLUME_TYPE"
+TOML
+  STORE_HEADER=(-H "X-Image-Meta-Store: volumes")
 fi
 if [ "${CACHE:-0}" = 1 ]; then
   printf '\n[cache]\nenabled = true\nmax_size = %d\n' $(( (SIZE_MIB + 1) * 1048576 )) >>"$BENCH_DIR/vela.toml"

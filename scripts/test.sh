@@ -4,9 +4,11 @@
 #     Keystone-mode tests, a real one-node Ceph (scripts/ceph.sh: Debian's Ceph, radosgw as
 #     the S3 and a Swift-API server, an RBD pool) and OpenStack Swift (scripts/swift.sh:
 #     Debian's Swift, tempauth and keystoneauth) and VMware's vCenter simulator
-#     (scripts/vcsim.sh: govmomi's vcsim built from Debian's source) for the store tests (each
-#     skipped with a warning when it cannot be started, unless VELA_REQUIRE_KEYSTONE=1 /
-#     VELA_REQUIRE_S3=1 / VELA_REQUIRE_VCSIM=1, as in CI);
+#     (scripts/vcsim.sh: govmomi's vcsim built from Debian's source) and a real Cinder
+#     (scripts/cinder.sh: PyPI `cinder` with its RBD driver on that Ceph, RabbitMQ, MariaDB
+#     and the Keystone) for the store tests (each skipped with a warning when it cannot be
+#     started, unless VELA_REQUIRE_KEYSTONE=1 / VELA_REQUIRE_S3=1 / VELA_REQUIRE_VCSIM=1 /
+#     VELA_REQUIRE_CINDER=1, as in CI);
 #  2. the Rust unit tests and the HTTP integration suite (it starts the real `vela` binary and
 #     talks HTTP to it), on SQLite;
 #  3. the HTTP integration suite again on PostgreSQL and on MariaDB, each test in a throw-away
@@ -26,64 +28,81 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KEYSTONE_STARTED=0
-CEPH_STARTED=0
-SWIFT_STARTED=0
-VCSIM_STARTED=0
+# Services started here, stopped in reverse order on exit.
+STARTED=()
 stop_services() {
-  [ "$VCSIM_STARTED" = 1 ] && bash scripts/vcsim.sh stop
-  [ "$SWIFT_STARTED" = 1 ] && bash scripts/swift.sh stop
-  [ "$KEYSTONE_STARTED" = 1 ] && bash scripts/keystone.sh stop
-  [ "$CEPH_STARTED" = 1 ] && bash scripts/ceph.sh stop
+  local i
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do bash "scripts/${STARTED[i]}.sh" stop || true; done
   true
 }
 trap stop_services EXIT
+# use_service NAME RC EXPORTS REQUIRE_VAR WHAT: takes the exports of `scripts/NAME.sh start`
+# when it succeeded (RC 0); otherwise fails when $REQUIRE_VAR is 1 (as in CI), else warns that
+# WHAT will be skipped.
+use_service() {
+  local name="$1" rc="$2" exports="$3" require="$4" what="$5"
+  if [ "$rc" = 0 ]; then
+    eval "$exports"
+    STARTED+=("$name")
+    [ "$name" = keystone ] && KEYSTONE_STARTED=1
+  elif [ "${!require:-0}" = 1 ]; then
+    echo "$name could not be started and $require=1" >&2
+    exit 1
+  else
+    echo "WARNING: $name could not be started: $what will be skipped" >&2
+  fi
+  return 0
+}
+KEYSTONE_STARTED=0
+# start_bg NAME: `scripts/NAME.sh start` in the background, exports to $TMP_DIR/NAME.out.
+TMP_DIR="$(mktemp -d)"
+start_bg() { bash "scripts/$1.sh" start >"$TMP_DIR/$1.out" & }
+# wait_bg NAME PID REQUIRE_VAR WHAT
+wait_bg() {
+  local rc=0
+  wait "$2" || rc=$?
+  use_service "$1" "$rc" "$(cat "$TMP_DIR/$1.out")" "$3" "$4"
+}
+STAGE_T0=$SECONDS
+took() { echo "-- $1 ready after $((SECONDS - STAGE_T0)) s" >&2; }
+
 # VMware's vCenter simulator (built from Debian's govmomi source) starts beside the others.
-VCSIM_OUT="$(mktemp)"
-bash scripts/vcsim.sh start >"$VCSIM_OUT" &
-VCSIM_JOB=$!
-if ks_env="$(bash scripts/keystone.sh start)"; then
-  eval "$ks_env"
-  KEYSTONE_STARTED=1
-elif [ "${VELA_REQUIRE_KEYSTONE:-0}" = 1 ]; then
-  echo "Keystone could not be started and VELA_REQUIRE_KEYSTONE=1" >&2
-  exit 1
-else
-  echo "WARNING: Keystone could not be started: Keystone-mode tests will be skipped" >&2
-fi
+start_bg vcsim
+VCSIM_PID=$!
+rc=0
+ks_env="$(bash scripts/keystone.sh start)" || rc=$?
+use_service keystone "$rc" "${ks_env:-}" VELA_REQUIRE_KEYSTONE "Keystone-mode tests"
+took Keystone
 # bluestore keeps the OSD's data on disk (memstore would hold twice the data in RAM).
 ceph_start() { CEPH_OBJECTSTORE=bluestore bash scripts/ceph.sh start; }
-if ceph_env="$(ceph_start)" || ceph_env="$(ceph_start)"; then
-  eval "$ceph_env"
-  CEPH_STARTED=1
-elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
-  echo "Ceph could not be started and VELA_REQUIRE_S3=1" >&2
+rc=0
+ceph_env="$(ceph_start)" || ceph_env="$(ceph_start)" || rc=$?
+use_service ceph "$rc" "${ceph_env:-}" VELA_REQUIRE_S3 "S3, Swift-API and RBD store tests"
+took Ceph
+# A real Cinder (PyPI) on that Ceph, RabbitMQ, MariaDB and the Keystone: in the background.
+CINDER_PID=""
+if [ "$KEYSTONE_STARTED" = 1 ] && [ -n "${CEPH_CONF:-}" ]; then
+  start_bg cinder
+  CINDER_PID=$!
+elif [ "${VELA_REQUIRE_CINDER:-0}" = 1 ]; then
+  echo "Cinder needs Keystone and Ceph, and VELA_REQUIRE_CINDER=1" >&2
   exit 1
-else
-  echo "WARNING: Ceph could not be started: S3 store tests will be skipped" >&2
 fi
 
 # OpenStack Swift (Debian's packages), with tempauth and, beside the Keystone, keystoneauth.
-if swift_env="$(bash scripts/swift.sh start)"; then
-  eval "$swift_env"
-  SWIFT_STARTED=1
-elif [ "${VELA_REQUIRE_S3:-0}" = 1 ]; then
-  echo "Swift could not be started and VELA_REQUIRE_S3=1" >&2
-  exit 1
+rc=0
+swift_env="$(bash scripts/swift.sh start)" || rc=$?
+use_service swift "$rc" "${swift_env:-}" VELA_REQUIRE_S3 "OpenStack Swift store tests"
+took Swift
+wait_bg vcsim "$VCSIM_PID" VELA_REQUIRE_VCSIM "vmware store tests"
+took vcsim
+if [ -n "$CINDER_PID" ]; then
+  wait_bg cinder "$CINDER_PID" VELA_REQUIRE_CINDER "cinder store tests"
+  took Cinder
 else
-  echo "WARNING: Swift could not be started: OpenStack Swift store tests will be skipped" >&2
+  echo "WARNING: no Keystone or no Ceph: cinder store tests will be skipped" >&2
 fi
-
-if wait "$VCSIM_JOB"; then
-  eval "$(cat "$VCSIM_OUT")"
-  VCSIM_STARTED=1
-elif [ "${VELA_REQUIRE_VCSIM:-0}" = 1 ]; then
-  echo "vcsim could not be started and VELA_REQUIRE_VCSIM=1" >&2
-  exit 1
-else
-  echo "WARNING: vcsim could not be started: vmware store tests will be skipped" >&2
-fi
-rm -f "$VCSIM_OUT"
+rm -rf "$TMP_DIR"
 
 # The RBD store is built (and its tests run) where librbd and librados can be linked.
 FEATURES=()

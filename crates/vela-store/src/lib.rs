@@ -6,6 +6,7 @@
 //! size limits, so every backend gets the same accounting.
 
 pub mod cache;
+pub mod cinder;
 pub mod digest;
 pub mod fs;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod object;
 pub mod outbound;
 pub mod rbd;
+pub mod remote;
 pub mod settings;
 pub mod swift;
 pub mod vmware;

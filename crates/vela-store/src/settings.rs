@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cinder::CinderSettings;
 use crate::fs::{FileSettings, FsStore};
 use crate::http::{HttpSettings, HttpStore};
 use crate::object::{ObjectBackend, S3Settings};
@@ -28,6 +29,9 @@ pub enum StoreSettings {
     Rbd(RbdSettings),
     /// VMware vSphere datastores (vCenter or ESXi).
     Vmware(VmwareSettings),
+    /// Cinder volumes; opening one needs a build with the `rbd` feature (data moves over
+    /// RBD connections).
+    Cinder(CinderSettings),
 }
 
 impl StoreSettings {
@@ -40,6 +44,7 @@ impl StoreSettings {
             StoreSettings::Http(_) => "http",
             StoreSettings::Rbd(_) => "rbd",
             StoreSettings::Vmware(_) => "vmware",
+            StoreSettings::Cinder(_) => "cinder",
         }
     }
 
@@ -50,6 +55,7 @@ impl StoreSettings {
             StoreSettings::Swift(s) => s.check(),
             StoreSettings::Rbd(s) => s.check(),
             StoreSettings::Vmware(s) => s.check(),
+            StoreSettings::Cinder(s) => s.check(),
             StoreSettings::File(_) | StoreSettings::Http(_) => Ok(()),
         }
     }
@@ -67,6 +73,7 @@ impl StoreSettings {
             StoreSettings::Swift(s) => Arc::new(SwiftStore::new(id, s.config())?),
             StoreSettings::Http(s) => Arc::new(HttpStore::new(id, &s.config(filter))?),
             StoreSettings::Rbd(s) => open_rbd(id, s)?,
+            StoreSettings::Cinder(s) => open_cinder(id, s)?,
             StoreSettings::Vmware(s) => Arc::new(VmwareStore::new(
                 id,
                 s.config().map_err(StoreError::Config)?,
@@ -85,6 +92,21 @@ fn open_rbd(_id: &str, _s: &RbdSettings) -> Result<Arc<dyn Store>, StoreError> {
     Err(StoreError::Config(
         "type 'rbd' needs a build with the `rbd` feature (cargo build --release --features rbd; \
          Debian packages librbd-dev librados-dev)"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "rbd")]
+fn open_cinder(id: &str, s: &CinderSettings) -> Result<Arc<dyn Store>, StoreError> {
+    s.check().map_err(StoreError::Config)?;
+    Ok(Arc::new(crate::cinder::CinderStore::new(id, s.config())?))
+}
+
+#[cfg(not(feature = "rbd"))]
+fn open_cinder(_id: &str, _s: &CinderSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Config(
+        "type 'cinder' needs a build with the `rbd` feature (Vela reads Cinder volumes over \
+         RBD connections; Debian packages librbd-dev librados-dev)"
             .into(),
     ))
 }

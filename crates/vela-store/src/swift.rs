@@ -18,6 +18,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use crate::remote::{check_status, keystone_login, KeystoneAuth};
 use crate::{
     ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
 };
@@ -32,15 +33,7 @@ pub enum SwiftAuth {
         key: vela_domain::Secret,
     },
     /// Keystone v3 password auth; the storage URL is the catalog's `object-store` endpoint.
-    Keystone {
-        auth_url: String,
-        username: String,
-        password: vela_domain::Secret,
-        project_name: String,
-        user_domain_name: String,
-        project_domain_name: String,
-        interface: String,
-    },
+    Keystone(KeystoneAuth),
 }
 
 /// A Swift store's settings.
@@ -111,7 +104,7 @@ impl SwiftSettings {
                 user: self.user.clone(),
                 key: self.key.clone(),
             },
-            _ => SwiftAuth::Keystone {
+            _ => SwiftAuth::Keystone(KeystoneAuth {
                 auth_url: self.auth_url.clone(),
                 username: self.username.clone(),
                 password: self.password.clone(),
@@ -119,7 +112,8 @@ impl SwiftSettings {
                 user_domain_name: or_default(&self.user_domain_name),
                 project_domain_name: or_default(&self.project_domain_name),
                 interface: self.interface.clone().unwrap_or_else(|| "public".into()),
-            },
+                region: None,
+            }),
         };
         SwiftConfig {
             auth,
@@ -202,53 +196,12 @@ impl SwiftStore {
                 };
                 Ok((h("x-storage-url")?, h("x-auth-token")?))
             }
-            SwiftAuth::Keystone {
-                auth_url,
-                username,
-                password,
-                project_name,
-                user_domain_name,
-                project_domain_name,
-                interface,
-            } => {
-                let body = json!({"auth": {
-                    "identity": {"methods": ["password"], "password": {"user": {
-                        "name": username, "password": password.expose(),
-                        "domain": {"name": user_domain_name}}}},
-                    "scope": {"project": {"name": project_name,
-                        "domain": {"name": project_domain_name}}}}});
-                let resp = self
-                    .http
-                    .post(format!("{}/auth/tokens", auth_url.trim_end_matches('/')))
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                if resp.status() == StatusCode::UNAUTHORIZED {
-                    return Err(StoreError::Denied(
-                        "Keystone refused the credentials".into(),
-                    ));
-                }
-                if !resp.status().is_success() {
-                    return Err(unavailable(format!("Keystone answered {}", resp.status())));
-                }
-                let token = resp
-                    .headers()
-                    .get("x-subject-token")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-                    .ok_or_else(|| unavailable("Keystone sent no token"))?;
-                let v: Value = resp.json().await.map_err(unavailable)?;
-                let url = v["token"]["catalog"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| s["type"] == "object-store")
-                    .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
-                    .find(|e| e["interface"] == interface.as_str())
-                    .and_then(|e| e["url"].as_str())
+            SwiftAuth::Keystone(auth) => {
+                let t = keystone_login(&self.http, auth, &["object-store"]).await?;
+                let url = t
+                    .endpoint
                     .ok_or_else(|| unavailable("no object-store endpoint in the catalog"))?;
-                Ok((url.to_owned(), token))
+                Ok((url, t.token))
             }
         }
     }
@@ -428,17 +381,7 @@ fn tokio_stream(
 }
 
 fn check(status: StatusCode, what: &str) -> Result<(), StoreError> {
-    match status {
-        s if s.is_success() => Ok(()),
-        StatusCode::NOT_FOUND => Err(StoreError::NotFound(what.to_owned())),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Err(StoreError::Denied(format!("Swift refused {what}")))
-        }
-        StatusCode::INSUFFICIENT_STORAGE | StatusCode::PAYLOAD_TOO_LARGE => Err(
-            StoreError::StorageFull(std::io::Error::other(format!("Swift: {status} for {what}"))),
-        ),
-        s => Err(unavailable(format!("Swift answered {s} for {what}"))),
-    }
+    check_status("Swift", status, what)
 }
 
 #[async_trait]

@@ -650,26 +650,13 @@ impl SoapError {
 }
 
 /// A response's text, at most [`MAX_DOCUMENT`] bytes.
-async fn read_text(mut resp: reqwest::Response) -> Result<String, StoreError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(unavailable)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(unavailable("an answer larger than 4 MiB"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+async fn read_text(resp: reqwest::Response) -> Result<String, StoreError> {
+    let body = crate::remote::read_bounded(resp, MAX_DOCUMENT, "vSphere").await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn check(status: StatusCode, what: &str) -> Result<(), StoreError> {
-    match status {
-        s if s.is_success() => Ok(()),
-        StatusCode::NOT_FOUND => Err(StoreError::NotFound(what.to_owned())),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(StoreError::Denied(format!(
-            "vSphere refused access to {what}"
-        ))),
-        s => Err(unavailable(format!("{what}: {s}"))),
-    }
+    crate::remote::check_status("vSphere", status, what)
 }
 
 #[async_trait]

@@ -94,6 +94,31 @@ pub(crate) fn vmware_section(prefix: &str) -> Option<String> {
     ))
 }
 
+/// `[stores.volumes]`: volumes of the real Cinder of `scripts/cinder.sh` (RBD connections, so
+/// only in builds with the `rbd` feature).
+pub(crate) fn cinder_section() -> Option<String> {
+    if !cfg!(feature = "rbd") {
+        return None;
+    }
+    let Ok(auth_url) = std::env::var("CINDER_AUTH_URL") else {
+        assert!(
+            std::env::var("VELA_REQUIRE_CINDER").as_deref() != Ok("1"),
+            "VELA_REQUIRE_CINDER=1 but CINDER_AUTH_URL is not set (scripts/cinder.sh start)"
+        );
+        return None;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    Some(format!(
+        "[stores.volumes]\ntype = \"cinder\"\nauth_url = \"{auth_url}\"\nusername = \"{}\"\n\
+         password = \"{}\"\nproject_name = \"{}\"\nvolume_type = \"{}\"\n\
+         state_transition_timeout_secs = 120\n",
+        var("CINDER_USER"),
+        var("CINDER_PASSWORD"),
+        var("CINDER_PROJECT"),
+        var("CINDER_VOLUME_TYPE"),
+    ))
+}
+
 /// Which of the real-server stores joined.
 struct Remote {
     s3: bool,
@@ -101,6 +126,7 @@ struct Remote {
     osswift: bool,
     rbd: bool,
     vmware: bool,
+    cinder: bool,
 }
 
 async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
@@ -108,15 +134,16 @@ async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
     let prefix = format!("api-{}", &crate::helpers::new_uuid()[..8]);
     let (s3, swift) = (s3_section(&prefix), swift_section(&prefix));
     let (osswift, rbd) = (keystone_swift_section(&prefix), rbd_section());
-    let vmware = vmware_section(&prefix);
+    let (vmware, cinder) = (vmware_section(&prefix), cinder_section());
     let app = TestApp::spawn_with_config(&format!(
-        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}\n{}\n{}\n{}",
+        "[store]\ndefault = \"local\"\nid = \"local\"\n\n[stores.archive]\ntype = \"file\"\npath = \"{}\"\n\n{}\n{}\n{}\n{}\n{}\n{}",
         second.path().display(),
         s3.clone().unwrap_or_default(),
         swift.clone().unwrap_or_default(),
         osswift.clone().unwrap_or_default(),
         rbd.clone().unwrap_or_default(),
         vmware.clone().unwrap_or_default(),
+        cinder.clone().unwrap_or_default(),
     ))
     .await;
     let remote = Remote {
@@ -125,6 +152,7 @@ async fn multi_store_app() -> Option<(TestApp, tempfile::TempDir, Remote)> {
         osswift: osswift.is_some(),
         rbd: rbd.is_some(),
         vmware: vmware.is_some(),
+        cinder: cinder.is_some(),
     };
     (!app.is_external()).then_some((app, second, remote))
 }
@@ -170,6 +198,9 @@ async fn stores_are_listed_with_the_default() {
     if remote.vmware {
         want.push(json!({"id": "vsphere"}));
     }
+    if remote.cinder {
+        want.push(json!({"id": "volumes"}));
+    }
     // The default first, then the named stores by name.
     want[1..].sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     assert_eq!(v["stores"], json!(want));
@@ -185,6 +216,7 @@ async fn stores_are_listed_with_the_default() {
     assert_eq!(types.contains(&"swift"), remote.swift || remote.osswift);
     assert_eq!(types.contains(&"rbd"), remote.rbd);
     assert_eq!(types.contains(&"vmware"), remote.vmware);
+    assert_eq!(types.contains(&"cinder"), remote.cinder);
 }
 
 #[tokio::test]
@@ -207,6 +239,9 @@ async fn uploads_go_to_the_named_store() {
     }
     if remote.vmware {
         stores.push((Some("vsphere"), "vsphere"));
+    }
+    if remote.cinder {
+        stores.push((Some("volumes"), "volumes"));
     }
     for (asked, expected) in stores {
         // Large enough for a multipart upload to S3 (5 MiB parts) and several Swift segments.
@@ -411,9 +446,23 @@ async fn images_are_copied_between_the_file_store_and_vsphere() {
     let Some((app, _dir, remote)) = multi_store_app().await else {
         return;
     };
-    if !remote.vmware {
-        return;
+    if remote.vmware {
+        copy_both_ways(&app, "vsphere").await;
     }
+}
+
+/// As above, with Cinder volumes.
+#[tokio::test]
+async fn images_are_copied_between_the_file_store_and_cinder() {
+    let Some((app, _dir, remote)) = multi_store_app().await else {
+        return;
+    };
+    if remote.cinder {
+        copy_both_ways(&app, "volumes").await;
+    }
+}
+
+async fn copy_both_ways(app: &TestApp, other: &str) {
     let data = test_data(5 * 1024 * 1024 + 3);
     let img = app
         .create_image(
@@ -421,9 +470,9 @@ async fn images_are_copied_between_the_file_store_and_vsphere() {
         )
         .await;
     let id = img["id"].as_str().unwrap().to_owned();
-    let resp = upload_to(&app, &id, None, data.clone()).await;
+    let resp = upload_to(app, &id, None, data.clone()).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    for (from, to) in [("local", "vsphere"), ("vsphere", "local")] {
+    for (from, to) in [("local", other), (other, "local")] {
         let body = json!({"method": {"name": "copy-image"}, "stores": [to]});
         app.import_accepted(&id, &body).await;
         let deadline = std::time::Instant::now() + crate::helpers::IMPORT_DEADLINE;
@@ -457,4 +506,129 @@ async fn images_are_copied_between_the_file_store_and_vsphere() {
         app.delete(&format!("/v2/images/{id}")).await.status(),
         StatusCode::NO_CONTENT
     );
+}
+
+/// The volumes named `name` in the Cinder store's project, asked of Cinder itself.
+async fn cinder_volumes_named(name: &str) -> Vec<Value> {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let client = reqwest::Client::new();
+    let user = json!({"name": var("CINDER_USER"), "password": var("CINDER_PASSWORD"),
+                      "domain": {"name": "Default"}});
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": user}},
+        "scope": {"project": {"name": var("CINDER_PROJECT"), "domain": {"name": "Default"}}}}});
+    let resp = client
+        .post(format!("{}/auth/tokens", var("CINDER_AUTH_URL")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let token = resp.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let v: Value = resp.json().await.unwrap();
+    let url = v["token"]["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "volumev3")
+        .flat_map(|s| s["endpoints"].as_array().unwrap())
+        .find(|e| e["interface"] == "public")
+        .and_then(|e| e["url"].as_str())
+        .unwrap()
+        .to_owned();
+    let v: Value = client
+        .get(format!("{url}/volumes/detail?name={name}"))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["volumes"].as_array().unwrap().clone()
+}
+
+/// `kill -9` of a node while it writes an upload into a Cinder volume: once the upload's
+/// lease has expired, the surviving node returns the image to `queued` and removes the volume,
+/// with the attachment the dead node left on it.
+#[tokio::test]
+async fn a_node_killed_during_a_cinder_upload_leaves_no_volume() {
+    use tokio::io::AsyncWriteExt;
+    let Some(section) = cinder_section() else {
+        return;
+    };
+    let config = format!(
+        "[images]\nupload_lease_secs = 1\n\n[store]\ndefault = \"volumes\"\nid = \"local\"\n\n{section}"
+    );
+    let Some(nodes) = TestApp::spawn_cluster_with(1, &config).await else {
+        return;
+    };
+    let survivor = &nodes[0];
+    let mut victim = survivor.spawn_sibling().await;
+    let img = survivor
+        .create_image(json!({"name": survivor.name("cinder-kill"),
+                             "disk_format": "raw", "container_format": "bare"}))
+        .await;
+    let id = img["id"].as_str().unwrap().to_owned();
+    let volume_name = format!("image-{id}");
+    let size: usize = 256 << 20;
+    let mut sock = tokio::net::TcpStream::connect(victim.host_port())
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    // Send data until the volume is attached and being written, then a little more.
+    let chunk = vec![7u8; 1 << 20];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut sent = 0;
+    loop {
+        sock.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+        let vols = cinder_volumes_named(&volume_name).await;
+        if vols.iter().any(|v| v["status"] == "in-use") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && sent < size / 2,
+            "the upload never attached its volume: {vols:?}"
+        );
+    }
+    for _ in 0..16 {
+        sock.write_all(&chunk).await.unwrap();
+    }
+    victim.kill();
+    assert_eq!(cinder_volumes_named(&volume_name).await.len(), 1);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = survivor.show(&id).await["status"].clone();
+        let left = cinder_volumes_named(&volume_name).await;
+        if status == "queued" && left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "image {status}, volumes left: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let img = survivor.show(&id).await;
+    assert!(img["size"].is_null() && img["checksum"].is_null(), "{img}");
+    // The image takes a new upload, which lands in a new volume.
+    let data = test_data(3 << 20);
+    assert_eq!(
+        survivor.put_file(&id, data.clone()).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let got = survivor.download(&id).await.bytes().await.unwrap();
+    assert!(got == data, "bytes differ after the re-upload");
+    assert_eq!(
+        survivor.delete(&format!("/v2/images/{id}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(cinder_volumes_named(&volume_name).await.is_empty());
 }

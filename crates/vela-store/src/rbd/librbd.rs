@@ -58,7 +58,7 @@ fn cstr(s: &str) -> Result<CString, StoreError> {
 }
 
 /// A connected cluster handle (librados handles are thread-safe).
-pub(super) struct Cluster {
+pub(crate) struct Cluster {
     handle: ffi::rados_t,
     pub fsid: String,
 }
@@ -102,10 +102,20 @@ impl Cluster {
                 conf.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             )
         };
-        check("reading the ceph configuration", rc).map_err(|e| match e {
-            StoreError::NotFound(m) => StoreError::Config(m),
-            other => other,
-        })?;
+        match check("reading the ceph configuration", rc) {
+            Ok(()) => {}
+            // No ceph.conf in the default places: fine when the options say where to go.
+            Err(StoreError::NotFound(_)) if conf.is_none() && !cfg.options.is_empty() => {}
+            Err(StoreError::NotFound(m)) => return Err(StoreError::Config(m)),
+            Err(other) => return Err(other),
+        }
+        for (key, value) in &cfg.options {
+            let (key_c, value_c) = (cstr(key)?, cstr(value)?);
+            // SAFETY: valid handle and strings.
+            check(&format!("setting the Ceph option {key}"), unsafe {
+                ffi::rados_conf_set(handle, key_c.as_ptr(), value_c.as_ptr())
+            })?;
+        }
         let timeout = cstr(&cfg.connect_timeout_secs.to_string())?;
         for option in [
             "client_mount_timeout",
@@ -156,7 +166,7 @@ impl Cluster {
 }
 
 /// A pool context; keeps its cluster alive.
-pub(super) struct IoCtx {
+pub(crate) struct IoCtx {
     io: ffi::rados_ioctx_t,
     pub cluster: Arc<Cluster>,
 }
@@ -172,7 +182,7 @@ impl Drop for IoCtx {
 }
 
 /// What [`IoCtx::describe`] tells of an image.
-pub(super) struct ImageInfo {
+pub(crate) struct ImageInfo {
     pub has_snap: bool,
     pub created: SystemTime,
 }
@@ -273,7 +283,7 @@ impl IoCtx {
 
 /// An open RBD image, closed when dropped; keeps its pool context alive (`None` only inside
 /// this module, where the image is dropped before the context it was opened in).
-pub(super) struct Image {
+pub(crate) struct Image {
     handle: ffi::rbd_image_t,
     _io: Option<IoCtx>,
 }

@@ -15,7 +15,7 @@
 #[cfg(feature = "rbd")]
 mod ffi;
 #[cfg(feature = "rbd")]
-mod librbd;
+pub(crate) mod librbd;
 #[cfg(feature = "rbd")]
 mod location;
 #[cfg(feature = "rbd")]
@@ -38,6 +38,9 @@ pub struct RbdConfig {
     pub chunk_size: u64,
     /// Seconds to wait for the cluster.
     pub connect_timeout_secs: u64,
+    /// librados options set after the ceph.conf is read (e.g. `mon_host` from a Cinder
+    /// connection). With some, a missing default ceph.conf is not an error.
+    pub options: Vec<(String, String)>,
 }
 
 /// `[stores.NAME] type = "rbd"`.
@@ -74,6 +77,7 @@ impl RbdSettings {
             user: self.rados_user.clone().unwrap_or_else(|| "admin".into()),
             chunk_size: self.chunk_size_mib.unwrap_or(8) << 20,
             connect_timeout_secs: self.connect_timeout_secs.unwrap_or(30),
+            options: Vec::new(),
         }
     }
 }
