@@ -7,6 +7,26 @@ use serde_json::{json, Value};
 
 use crate::StoreError;
 
+/// The HTTP client of a store that talks to a service's API: 10 s to connect, no redirects,
+/// TLS checked against the system's roots plus `ca_file` (PEM), or not at all with `insecure`.
+pub(crate) fn client(
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, StoreError> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(insecure);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| StoreError::Config(format!("reading ca_file {}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| StoreError::Config(format!("ca_file {}: {e}", path.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| StoreError::Config(e.to_string()))
+}
+
 /// `service: message`, as [`StoreError::Unavailable`].
 pub(crate) fn unavailable(service: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{service}: {e}"))

@@ -255,19 +255,7 @@ fn fault_type(xml: &str) -> Option<String> {
 
 impl VmwareStore {
     pub fn new(id: &str, cfg: VmwareConfig) -> Result<Self, StoreError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(cfg.insecure);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                StoreError::Config(format!("reading ca_file {}: {e}", path.display()))
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| StoreError::Config(format!("ca_file {}: {e}", path.display())))?;
-            b = b.add_root_certificate(cert);
-        }
-        let http = b.build().map_err(|e| StoreError::Config(e.to_string()))?;
+        let http = crate::remote::client(cfg.insecure, cfg.ca_file.as_deref())?;
         Ok(VmwareStore {
             id: id.to_owned(),
             cfg,

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use super::api::{Attachment, CinderApi, Connection, Volume};
 use super::{volume_of, CinderConfig};
 use crate::rbd::librbd::{Cluster, Image};
+use crate::rbd::store::{blocking, poisoned, read_chunks};
 use crate::rbd::RbdConfig;
 use crate::{
     ByteRange, ByteStream, Fetched, ImageId, ListedObject, LocationUrl, Store, StoreError, Stored,
@@ -25,19 +26,6 @@ const CHUNK: usize = 8 << 20;
 const UPLOAD_KEY: &str = "vela_upload";
 /// Longest wait for another reader's attachment of a volume to go away.
 const ATTACH_RETRY: Duration = Duration::from_secs(30);
-
-/// Runs a blocking librbd call on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-}
-
-fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Io(std::io::Error::other("Cinder store lock poisoned"))
-}
 
 /// Detaches in progress, by volume: a new reader of the volume waits for them first.
 type Detaching = Arc<StdMutex<HashMap<String, tokio::task::JoinHandle<()>>>>;
@@ -356,26 +344,7 @@ impl Store for CinderStore {
             None => (0, total),
         };
         let image = Arc::new(StdMutex::new(image));
-        let body = futures::stream::unfold(
-            (image, reader, start),
-            move |(image, reader, ofs)| async move {
-                if ofs >= end {
-                    return None;
-                }
-                let len = (end - ofs).min(CHUNK as u64) as usize;
-                let img = image.clone();
-                let read =
-                    blocking(move || img.lock().map_err(poisoned)?.read_exact(ofs, len)).await;
-                match read {
-                    Ok(b) => Some((Ok(b), (image, reader, ofs + len as u64))),
-                    Err(e) => Some((
-                        Err(std::io::Error::other(e.to_string())),
-                        (image, reader, end),
-                    )),
-                }
-            },
-        )
-        .boxed();
+        let body = read_chunks(image, start, end, CHUNK as u64, reader);
         Ok(Fetched {
             total_size: total,
             body,

@@ -19,7 +19,7 @@ pub(crate) mod librbd;
 #[cfg(feature = "rbd")]
 mod location;
 #[cfg(feature = "rbd")]
-mod store;
+pub(crate) mod store;
 
 use serde::{Deserialize, Serialize};
 

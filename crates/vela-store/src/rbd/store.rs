@@ -35,7 +35,7 @@ impl std::fmt::Debug for RbdStore {
 }
 
 /// Runs a blocking librbd call on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
@@ -157,8 +157,39 @@ impl RbdStore {
     }
 }
 
-fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Io(std::io::Error::other("RBD connection lock poisoned"))
+/// Bytes `start..end` of an open image, read `chunk` bytes at a time on the blocking pool
+/// (one chunk in memory); `guard` lives as long as the stream (what keeps the image
+/// reachable, such as a Cinder attachment).
+pub(crate) fn read_chunks<G: Send + 'static>(
+    image: Arc<Mutex<Image>>,
+    start: u64,
+    end: u64,
+    chunk: u64,
+    guard: G,
+) -> ByteStream {
+    futures::stream::unfold(
+        (image, guard, start),
+        move |(image, guard, ofs)| async move {
+            if ofs >= end {
+                return None;
+            }
+            let len = (end - ofs).min(chunk) as usize;
+            let img = image.clone();
+            let read = blocking(move || img.lock().map_err(poisoned)?.read_exact(ofs, len)).await;
+            match read {
+                Ok(b) => Some((Ok(b), (image, guard, ofs + len as u64))),
+                Err(e) => Some((
+                    Err(std::io::Error::other(e.to_string())),
+                    (image, guard, end),
+                )),
+            }
+        },
+    )
+    .boxed()
+}
+
+pub(crate) fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Io(std::io::Error::other("RBD store lock poisoned"))
 }
 
 #[async_trait]
@@ -224,20 +255,7 @@ impl Store for RbdStore {
             Some(r) => (r.start, r.end + 1),
             None => (0, total),
         };
-        let chunk = self.cfg.chunk_size;
-        let body = futures::stream::unfold((image, start), move |(image, ofs)| async move {
-            if ofs >= end {
-                return None;
-            }
-            let len = (end - ofs).min(chunk) as usize;
-            let img = image.clone();
-            let read = blocking(move || img.lock().map_err(poisoned)?.read_exact(ofs, len)).await;
-            match read {
-                Ok(b) => Some((Ok(b), (image, ofs + len as u64))),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), (image, end))),
-            }
-        })
-        .boxed();
+        let body = read_chunks(image, start, end, self.cfg.chunk_size, ());
         Ok(Fetched {
             total_size: total,
             body,
