@@ -106,6 +106,17 @@ enum StoreCommand {
 enum DbCommand {
     /// Create or upgrade the schema.
     Migrate,
+    /// Remove the rows of records deleted more than N days ago (ended memberships, deleted and
+    /// expired tasks; with --images also deleted images with their properties, tags, locations
+    /// and members), as `glance-manage db purge` / `db purge_images_table`.
+    Purge {
+        /// Purge what was deleted at least this many days ago.
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        age_in_days: u64,
+        /// Also purge deleted images' rows (their ids may then be used again).
+        #[arg(long)]
+        images: bool,
+    },
 }
 
 fn init_tracing() {
@@ -177,6 +188,24 @@ async fn main() -> anyhow::Result<()> {
             let db = vela_server::open_db(&cfg).await?;
             db.close().await;
             println!("database schema is at version {}", vela_db::SCHEMA_VERSION);
+            Ok(())
+        }
+        Command::Db {
+            command:
+                DbCommand::Purge {
+                    age_in_days,
+                    images,
+                },
+        } => {
+            let db = vela_server::open_db(&cfg).await?;
+            let age = i64::try_from(age_in_days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+            let before = vela_domain::now_micros().saturating_sub(age);
+            let r = db.purge(before, images).await?;
+            db.close().await;
+            println!(
+                "purged rows deleted more than {age_in_days} days ago: {} image members, {} tasks, {} images",
+                r.members, r.tasks, r.images
+            );
             Ok(())
         }
         Command::Store {

@@ -13,6 +13,7 @@ mod images;
 mod members;
 pub mod metadefs;
 mod migrate;
+mod purge;
 mod sql;
 mod tasks;
 
@@ -25,6 +26,7 @@ use vela_domain::DomainError;
 
 pub use images::Scope;
 pub use migrate::SCHEMA_VERSION;
+pub use purge::PurgeReport;
 
 /// Repository errors.
 #[derive(Debug, thiserror::Error)]
