@@ -21,8 +21,10 @@
 #     python-glanceclient from PyPI) against a release build, logging in with passwords at
 #     Vela's embedded identity service, and through the real Keystone; then the README's
 #     first-run commands, literally (e2e/first_run.sh), OpenID Connect federation against a real
-#     provider (e2e/oidc.sh: npm oidc-provider, the CLI's v3oidc* plugins, browser sign-on), Horizon's image panels and WebSSO login in a
-#     headless Chromium (e2e/horizon.sh; screenshots in artifacts/horizon);
+#     provider (e2e/oidc.sh: npm oidc-provider, the CLI's v3oidc* plugins, browser sign-on),
+#     notifications read by an oslo.messaging consumer from PyPI through a private RabbitMQ
+#     node that is stopped and started (e2e/notifications.sh), Horizon's image panels and
+#     WebSSO login in a headless Chromium (e2e/horizon.sh; screenshots in artifacts/horizon);
 #  6. the conformance suites through the real Keystone (e2e/tempest.sh: tempest's image API
 #     tests and glance-tempest-plugin from PyPI, checked against e2e/tempest-expected.txt).
 set -euo pipefail
@@ -161,6 +163,8 @@ suite() {
 }
 suite "OpenID Connect federation: a real provider (npm oidc-provider), keystoneauth's OIDC plugins" \
   VELA_REQUIRE_OIDC "node npm" e2e/oidc.sh
+suite "notifications: oslo.messaging's consumer from PyPI, a private RabbitMQ node stopped and started, kill -9" \
+  VELA_REQUIRE_NOTIFY "/usr/lib/rabbitmq/bin/rabbitmq-server" e2e/notifications.sh
 suite "browser: Horizon's image panels and WebSSO (embedded identity; the real Keystone when it runs)" \
   VELA_REQUIRE_BROWSER "chromium chromedriver node npm" e2e/horizon.sh
 if [ "$KEYSTONE_STARTED" = 1 ]; then

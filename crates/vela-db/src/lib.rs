@@ -13,6 +13,7 @@ mod images;
 mod members;
 pub mod metadefs;
 mod migrate;
+mod outbox;
 mod purge;
 mod sql;
 mod tasks;
@@ -26,6 +27,7 @@ use vela_domain::DomainError;
 
 pub use images::Scope;
 pub use migrate::SCHEMA_VERSION;
+pub use outbox::{Notifications, OutboxMessage};
 pub use purge::PurgeReport;
 
 /// Repository errors.
@@ -99,6 +101,7 @@ pub struct Db {
     dialect: Dialect,
     read: AnyPool,
     write: AnyPool,
+    notifications: Option<std::sync::Arc<Notifications>>,
 }
 
 impl Db {
@@ -157,6 +160,7 @@ impl Db {
             dialect,
             read,
             write,
+            notifications: None,
         })
     }
 
@@ -218,6 +222,11 @@ impl Db {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Whether writes store notifications.
+    pub(crate) fn noting(&self) -> bool {
+        self.notifications.is_some()
     }
 
     /// Closes both pools.

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use vela_domain::member::{member_not_found, Member, MemberStatus};
+use vela_domain::notify;
 use vela_domain::{DomainError, Image, ImageId, Micros};
 
 use crate::{Db, DbError};
@@ -116,14 +117,19 @@ impl Db {
             .push(", 0)");
         }
         sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Member {
+        let added = Member {
             image_id: id.clone(),
             member_id: member.to_owned(),
             status: MemberStatus::Pending,
             created_at: now,
             updated_at: now,
-        })
+        };
+        if self.noting() {
+            let n = notify::member_event("image.member.create", &added, None);
+            self.enqueue(&mut tx, vec![n]).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
     }
 
     /// Sets `member`'s status. `check` vets the locked image and the current membership.
@@ -135,18 +141,25 @@ impl Db {
         now: Micros,
         check: impl FnOnce(&Image, &Member) -> Result<(), DomainError>,
     ) -> Result<Member, DbError> {
-        self.change_member(id, member, check, |q| {
-            q.push("UPDATE image_members SET status = ")
-                .bind(status.as_str().to_owned())
-                .push(", updated_at = ")
-                .bind(now);
-        })
-        .await
-        .map(|m| Member {
+        let changed = |m: &Member| Member {
             status,
             updated_at: now,
-            ..m
-        })
+            ..m.clone()
+        };
+        self.change_member(
+            id,
+            member,
+            check,
+            |q| {
+                q.push("UPDATE image_members SET status = ")
+                    .bind(status.as_str().to_owned())
+                    .push(", updated_at = ")
+                    .bind(now);
+            },
+            |m| notify::member_event("image.member.update", &changed(m), None),
+        )
+        .await
+        .map(|m| changed(&m))
     }
 
     /// Ends `member`'s membership. `check` vets the locked image and the membership.
@@ -156,9 +169,16 @@ impl Db {
         member: &str,
         check: impl FnOnce(&Image, &Member) -> Result<(), DomainError>,
     ) -> Result<Member, DbError> {
-        self.change_member(id, member, check, |q| {
-            q.push("UPDATE image_members SET deleted = 1");
-        })
+        let now = vela_domain::now_micros();
+        self.change_member(
+            id,
+            member,
+            check,
+            |q| {
+                q.push("UPDATE image_members SET deleted = 1");
+            },
+            |m| notify::member_event("image.member.delete", m, Some(now)),
+        )
         .await
     }
 
@@ -168,6 +188,7 @@ impl Db {
         member: &str,
         check: impl FnOnce(&Image, &Member) -> Result<(), DomainError>,
         set: impl FnOnce(&mut crate::sql::Sql),
+        event: impl FnOnce(&Member) -> notify::Notice,
     ) -> Result<Member, DbError> {
         let mut tx = self.begin_write().await?;
         let img = self.fetch_one(&mut tx, id, false, true).await?;
@@ -191,6 +212,9 @@ impl Db {
             .push(" AND member = ")
             .bind(member.to_owned());
         sqlx::query_with(&q.text, q.args).execute(&mut *tx).await?;
+        if self.noting() {
+            self.enqueue(&mut tx, vec![event(&current)]).await?;
+        }
         tx.commit().await?;
         Ok(current)
     }

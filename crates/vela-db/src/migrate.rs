@@ -25,6 +25,10 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (7, include_str!("../migrations/sqlite/0007_metadefs.sql")),
     (8, include_str!("../migrations/sqlite/0008_federation.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_notifications.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -47,6 +51,10 @@ const POSTGRES: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_federation.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_notifications.sql"),
+    ),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -60,10 +68,14 @@ const MYSQL: &[(i64, &str)] = &[
     (6, include_str!("../migrations/mysql/0006_key_rotation.sql")),
     (7, include_str!("../migrations/mysql/0007_metadefs.sql")),
     (8, include_str!("../migrations/mysql/0008_federation.sql")),
+    (
+        9,
+        include_str!("../migrations/mysql/0009_notifications.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

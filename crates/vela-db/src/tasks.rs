@@ -4,6 +4,7 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use vela_domain::notify;
 use vela_domain::task::{Task, TaskQuery, TaskStatus, TaskType};
 use vela_domain::{DomainError, Image, ImageId, Micros};
 
@@ -107,6 +108,9 @@ impl Db {
         sqlx::query_with(&q.text, q.args)
             .execute(&mut *conn)
             .await?;
+        if self.noting() {
+            self.enqueue(conn, notify::task_created(t)).await?;
+        }
         Ok(())
     }
 
@@ -139,6 +143,10 @@ impl Db {
         sqlx::query_with(&q.text, q.args)
             .execute(&mut *conn)
             .await?;
+        if self.noting() {
+            self.enqueue(conn, notify::task_changed(before, after))
+                .await?;
+        }
         Ok(true)
     }
 

@@ -15,6 +15,7 @@ pub mod list;
 pub mod location;
 pub mod member;
 pub mod metadef;
+pub mod notify;
 pub mod patch;
 pub mod policy;
 pub mod range;

@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "metadefs",
     "cache",
     "cors",
+    "notifications",
 ];
 
 /// The whole configuration.
@@ -50,6 +51,7 @@ pub struct Config {
     pub metadefs: MetadefsSection,
     pub cache: CacheSection,
     pub cors: CorsSection,
+    pub notifications: crate::notifier::NotificationsSection,
 }
 
 /// `[cors]`: cross-origin requests from browsers (oslo.middleware's CORS options, as Glance
@@ -584,6 +586,7 @@ impl Default for Config {
             metadefs: MetadefsSection::default(),
             cache: CacheSection::default(),
             cors: CorsSection::default(),
+            notifications: Default::default(),
         }
     }
 }

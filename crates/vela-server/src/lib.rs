@@ -6,6 +6,7 @@ pub mod config;
 mod cors;
 pub mod identity_admin;
 pub mod metadefs;
+pub mod notifier;
 mod serve;
 
 use std::future::Future;
@@ -48,6 +49,8 @@ pub struct Application {
     scrub_delay: Duration,
     /// The API state, when the image cache runs (for its prefetcher and maintenance).
     cache: Option<(AppState, config::CacheSection)>,
+    /// The notification sender, unless notifications are off.
+    notifier: Option<notifier::Notifier>,
 }
 
 /// Opens the image cache when it is enabled.
@@ -320,6 +323,13 @@ fn importer(
     ))
 }
 
+/// This machine's name, for the notification sender lease.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// A short random name for this node.
 fn uuid_like() -> String {
     let n = std::time::SystemTime::now()
@@ -395,7 +405,11 @@ impl Application {
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
         create_private_dir(&cfg.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-        let db = open_db(&cfg).await?;
+        let notifier = notifier::Notifier::new(&cfg.notifications)?;
+        let mut db = open_db(&cfg).await?;
+        if let Some(n) = &notifier {
+            db = db.with_notifications(n.outbox());
+        }
         warn_if_shared(&cfg);
         metadefs::prepare(&db, &cfg)
             .await
@@ -515,6 +529,7 @@ impl Application {
             scrub_delay: Duration::from_secs(cfg.images.scrub_time_secs),
             gc_grace: Duration::from_secs(cfg.store.gc_grace_secs),
             cache,
+            notifier,
         })
     }
 
@@ -598,6 +613,10 @@ impl Application {
             });
             [prefetcher, maintenance]
         });
+        let node = format!("{}-{}", hostname(), uuid_like());
+        let sender = self
+            .notifier
+            .map(|n| tokio::spawn(n.run(self.db.clone(), node.clone())));
         let served = serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving");
@@ -610,6 +629,13 @@ impl Application {
         // Running imports fail and put their images back before the node goes.
         self.importer.cancel_all();
         self.importer.wait_idle(Duration::from_secs(10)).await;
+        if let Some(sender) = sender {
+            // What is left waits in the outbox for the next sender.
+            sender.abort();
+            if let Err(e) = self.db.outbox_release(&node).await {
+                tracing::warn!(error = %e, "could not release the notification sender lease");
+            }
+        }
         self.db.close().await;
         served
     }

@@ -89,8 +89,10 @@ pub struct KeystoneAuth {
     pub region: Option<String>,
 }
 
-/// A token with what came with it.
+/// A token with what came with it (the project and expiry are used by the cinder store, which
+/// is built with the `rbd` feature).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "rbd"), allow(dead_code))]
 pub(crate) struct KeystoneToken {
     pub token: String,
     pub project_id: String,

@@ -17,7 +17,7 @@ use vela_domain::image::ImageLocation;
 use vela_domain::import::STAGED_DATA;
 use vela_domain::policy::Action;
 use vela_domain::range::{self, RangeError, RangeSpec};
-use vela_domain::{DomainError, Image, ImageId, ImageStatus};
+use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
 use vela_store::digest::{FormatCheck, Limits, Options};
 use vela_store::ingest::{ingest, IngestError, Ingested};
 use vela_store::{ByteRange, ByteStream, Store, StoreError};
@@ -375,13 +375,14 @@ pub async fn download(
         let size = hit.size;
         let range = requested.as_ref().map(|r| resolve(r, size)).transpose()?;
         crate::cache::count_hit(&state, &img.id).await;
-        return Ok(data_response(&img, hit.stream(range), size, range));
+        let body = counted(&state, &ctx, &img, hit.stream(range), size, range);
+        return Ok(data_response(&img, body, size, range));
     }
     // Each location in turn, as Glance: a store that fails to open the data passes to the
     // next copy. A range the data cannot satisfy is the client's error, not the store's.
     let mut failed = None;
     for loc in &img.locations {
-        match serve_location(&state, &img, loc, &requested).await {
+        match serve_location(&state, &ctx, &img, loc, &requested).await {
             Ok(resp) => return Ok(resp),
             Err(Served::Client(e)) => return Err(e),
             Err(Served::Store(e)) => {
@@ -406,6 +407,7 @@ enum Served {
 
 async fn serve_location(
     state: &AppState,
+    ctx: &RequestContext,
     img: &Image,
     loc: &ImageLocation,
     requested: &Option<RangeSpec>,
@@ -428,7 +430,65 @@ async fn serve_location(
         None => crate::cache::copy_through(state, img, fetched.body),
         Some(_) => fetched.body,
     };
+    let body = counted(state, ctx, img, body, fetched.total_size, range);
     Ok(data_response(img, body, fetched.total_size, range))
+}
+
+/// Counts what a download sends and stores `image.send` when the body ends or is dropped
+/// (ERROR priority when the client got less than it asked for). Nothing is counted while
+/// notifications are off.
+fn counted(
+    state: &AppState,
+    ctx: &RequestContext,
+    img: &Image,
+    body: ByteStream,
+    total: u64,
+    range: Option<ByteRange>,
+) -> ByteStream {
+    if state.db.notifications().is_none() {
+        return body;
+    }
+    struct Report {
+        db: vela_db::Db,
+        img: Image,
+        expected: u64,
+        sent: u64,
+        project: Option<String>,
+        user: Option<String>,
+    }
+    impl Report {
+        fn add(&mut self, n: usize) {
+            self.sent += n as u64;
+        }
+    }
+    impl Drop for Report {
+        fn drop(&mut self) {
+            let notice = vela_domain::notify::image_sent(
+                &self.img,
+                self.sent,
+                self.expected,
+                self.project.as_deref(),
+                self.user.as_deref(),
+            );
+            let (db, id) = (self.db.clone(), self.img.id.clone());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = db.notify(notice).await {
+                        tracing::warn!(image_id = %id, error = %e, "image.send not stored");
+                    }
+                });
+            }
+        }
+    }
+    let mut report = Report {
+        db: state.db.clone(),
+        img: img.clone(),
+        expected: range.map_or(total, |r| r.len()),
+        sent: 0,
+        project: ctx.project_id.clone(),
+        user: ctx.user_id.clone(),
+    };
+    Box::pin(body.inspect_ok(move |chunk| report.add(chunk.len())))
 }
 
 /// A download response: the whole data (200) or one range of it (206).

@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row;
 use vela_domain::image::ImageLocation;
+use vela_domain::notify;
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, Visibility};
 
 use crate::sql::Sql;
@@ -211,6 +212,9 @@ impl Db {
             })?;
         let empty = Image::new(img.id.clone(), None, 0);
         self.write_children(&mut tx, &empty, img).await?;
+        if self.noting() {
+            self.enqueue(&mut tx, notify::image_created(img)).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -279,6 +283,10 @@ impl Db {
             .execute(&mut *conn)
             .await?;
         self.write_children(conn, before, after).await?;
+        if self.noting() {
+            self.enqueue(conn, notify::image_changed(before, after))
+                .await?;
+        }
         Ok(true)
     }
 
