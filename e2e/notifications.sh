@@ -28,7 +28,7 @@ trap cleanup EXIT
 T0=$SECONDS
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'oslo.messaging>=14' requests
+  "$VENV/bin/pip" install -q 'oslo.messaging>=14' requests prometheus-client
 fi
 echo "# consumer venv ready after $((SECONDS - T0)) s"
 

@@ -28,6 +28,7 @@ import time
 import oslo_messaging as om
 import requests
 from oslo_config import cfg
+from prometheus_client.parser import text_string_to_metric_families
 
 VELA = os.environ["VELA_BIN"]
 WORK = os.environ["WORK"]
@@ -107,6 +108,9 @@ mode = "noauth"
 [images]
 enabled_import_methods = ["glance-direct"]
 
+[metrics]
+bind = "127.0.0.1:0"
+
 [notifications]
 driver = "messagingv2"
 transport_url = "{URL}"
@@ -124,10 +128,13 @@ class Vela:
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         deadline = time.time() + 30
         self.url = None
+        self.metrics = None
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            if line.startswith("vela metrics on "):
+                self.metrics = line.split("metrics on ", 1)[1].strip()
             if "listening on " in line:
                 self.url = line.split("listening on ", 1)[1].strip()
                 break
@@ -142,6 +149,15 @@ class Vela:
         if expect is not None and r.status_code != expect:
             raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:300]}")
         return r
+
+    def scrape(self):
+        """The metrics, parsed by the Prometheus project's text-format parser."""
+        text = requests.get(self.metrics + "/metrics", timeout=10).text
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -298,6 +314,12 @@ def main():
     depth = outbox_depth()
     report(depth >= 6, "the outbox holds the changes made while the broker is away",
            f"depth {depth}")
+    m = vela.scrape()
+    report(m.get(("vela_notification_outbox_depth", ())) == depth,
+           "vela_notification_outbox_depth shows the backlog", str(m.get(("vela_notification_outbox_depth", ()))))
+    health = requests.get(vela.metrics + "/healthcheck", timeout=10).json()
+    report(health["notifications"]["outbox_depth"] == depth and health["status"] == "ok",
+           "the detailed health check shows the backlog", str(health))
     time.sleep(1.5)  # the sender has tried and failed at least once
     vela.kill9()
     vela = Vela()
@@ -331,6 +353,11 @@ def main():
            f"{len(ids) - len(set(ids))} duplicates")
     print(f"# {len(ids)} messages received, {len(ids) - len(set(ids))} duplicates", flush=True)
     report(outbox_depth() == 0, "the outbox is empty at the end")
+    m = vela.scrape()
+    report(m.get(("vela_notification_outbox_depth", ())) == 0
+           and m.get(("vela_http_requests_total", (("method", "POST"), ("route", "/v2/images"),
+                                                   ("status", "201")))) == 1.0,
+           "the metrics after the restart: empty outbox, one create", "")
 
     # ------------------------------------------------ disabled_notifications
     vela.stop()

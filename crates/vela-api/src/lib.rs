@@ -13,6 +13,7 @@ mod images;
 mod info;
 mod limits;
 mod metadefs;
+pub mod metrics;
 mod schemas;
 mod tasks;
 mod versions;
@@ -86,6 +87,8 @@ pub struct AppState {
     pub importer: vela_import::Importer,
     /// This node's image cache, when enabled.
     pub cache: Option<cache::CacheService>,
+    /// This process's Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
     schemas: Arc<schemas::Schemas>,
 }
 
@@ -100,6 +103,7 @@ impl AppState {
             identity: None,
             importer,
             cache: None,
+            metrics: Arc::new(metrics::Metrics::new()),
             cfg: Arc::new(cfg),
             schemas,
         }
@@ -196,8 +200,10 @@ pub fn router(state: AppState) -> Router {
     if let Some(id) = &state.identity {
         api = api.nest("/v3", identity::router(id.clone()));
     }
+    let metrics = state.metrics.clone();
     let api = api
         .route("/healthcheck", get(|| async { "OK" }))
+        .route_layer(axum::middleware::from_fn(metrics::mark_route))
         .fallback(wire::not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
@@ -215,5 +221,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             negotiation,
             versions::negotiate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::layer,
         ))
 }

@@ -5,10 +5,19 @@
 //! number of them and evicts the least useful first (moka's TinyLFU). A time of zero turns
 //! caching off.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+static MISSES: AtomicU64 = AtomicU64::new(0);
+
+/// Lookups in every enabled token cache of the process: (hits, misses).
+pub fn stats() -> (u64, u64) {
+    (HITS.load(Ordering::Relaxed), MISSES.load(Ordering::Relaxed))
+}
 
 /// A bounded, time-limited cache of validation results.
 pub struct TokenCache<V: Clone + Send + Sync + 'static> {
@@ -35,8 +44,15 @@ impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
 
     /// The cached result for `token`, if it is there and before its deadline.
     pub fn get(&self, token: &str) -> Option<V> {
-        let (v, deadline) = self.inner.as_ref()?.get(&key(token))?;
-        (deadline > Instant::now()).then_some(v)
+        let found = self
+            .inner
+            .as_ref()?
+            .get(&key(token))
+            .filter(|(_, deadline)| *deadline > Instant::now())
+            .map(|(v, _)| v);
+        let counter = if found.is_some() { &HITS } else { &MISSES };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// Remembers `v` for `token` until the cache time passes or `deadline`, if earlier.

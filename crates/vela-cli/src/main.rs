@@ -177,6 +177,10 @@ async fn main() -> anyhow::Result<()> {
             let addr = app.local_addr()?;
             tracing::info!(%addr, "listening");
             let mut out = std::io::stdout();
+            if let Some(m) = app.metrics_addr() {
+                tracing::info!(addr = %m, "metrics listening");
+                writeln!(out, "vela metrics on http://{m}").context("writing to stdout")?;
+            }
             writeln!(out, "vela listening on http://{addr}").context("writing to stdout")?;
             out.flush().ok();
             app.run_until(shutdown_signal()).await

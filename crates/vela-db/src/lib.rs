@@ -229,6 +229,20 @@ impl Db {
         self.notifications.is_some()
     }
 
+    /// (pool, connections open, connections idle) of the read and write pools.
+    pub fn pool_stats(&self) -> [(&'static str, u32, usize); 2] {
+        [
+            ("read", self.read.size(), self.read.num_idle()),
+            ("write", self.write.size(), self.write.num_idle()),
+        ]
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
     /// Closes both pools.
     pub async fn close(&self) {
         self.read.close().await;

@@ -120,7 +120,7 @@ impl Db {
             self.sql("INSERT INTO notification_outbox (priority, message, created_at) VALUES ");
         for (i, notice) in notices.iter().enumerate() {
             let id = uuid::Uuid::new_v4().to_string();
-            let message = notify::message(notice, &n.publisher_id, &id, now).to_string();
+            let message = notify::message(notice, &n.publisher_id, &id, now);
             q.push(if i == 0 { "(" } else { ", (" })
                 .bind(notice.priority.as_str().to_owned())
                 .push(", ")

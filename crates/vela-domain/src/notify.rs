@@ -349,21 +349,32 @@ pub fn task_changed(before: &Task, after: &Task) -> Vec<Notice> {
 }
 
 /// An envelope's inner message as oslo.messaging's `messagingv2` driver writes it: the
-/// consumer's `metadata` (`message_id`, `timestamp`) and the event. The notifier's context is
-/// empty, as Glance's is, so no `_context_*` keys.
-pub fn message(notice: &Notice, publisher_id: &str, message_id: &str, at: Micros) -> Value {
+/// consumer's `metadata` (`message_id`, `timestamp`) and the event, as JSON text. The
+/// notifier's context is empty, as Glance's is, so no `_context_*` keys.
+pub fn message(notice: &Notice, publisher_id: &str, message_id: &str, at: Micros) -> String {
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        message_id: &'a str,
+        publisher_id: &'a str,
+        event_type: &'a str,
+        priority: &'a str,
+        payload: &'a Value,
+        timestamp: String,
+    }
     let timestamp = chrono::DateTime::from_timestamp_micros(at)
         .unwrap_or_default()
         .format("%Y-%m-%d %H:%M:%S%.6f")
         .to_string();
-    json!({
-        "message_id": message_id,
-        "publisher_id": publisher_id,
-        "event_type": notice.event_type,
-        "priority": notice.priority.as_str(),
-        "payload": notice.payload,
-        "timestamp": timestamp,
-    })
+    let m = Message {
+        message_id,
+        publisher_id,
+        event_type: notice.event_type,
+        priority: notice.priority.as_str(),
+        payload: &notice.payload,
+        timestamp,
+    };
+    // Serializing a Value and strings cannot fail.
+    serde_json::to_string(&m).unwrap_or_default()
 }
 
 #[cfg(test)]

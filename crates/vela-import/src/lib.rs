@@ -211,6 +211,11 @@ impl Importer {
         }
     }
 
+    /// How many imports run on this node.
+    pub fn running(&self) -> usize {
+        self.inner.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
     /// Waits until this node runs no import, at most `limit`.
     pub async fn wait_idle(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;

@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "cache",
     "cors",
     "notifications",
+    "metrics",
 ];
 
 /// The whole configuration.
@@ -52,6 +53,17 @@ pub struct Config {
     pub cache: CacheSection,
     pub cors: CorsSection,
     pub notifications: crate::notifier::NotificationsSection,
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the operators' listener with Prometheus metrics (`/metrics`) and the detailed
+/// health check (`/healthcheck`). Off while `bind` is empty. It has no authentication: bind it
+/// to an address only monitoring can reach.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `host:port`, e.g. `127.0.0.1:9393`.
+    pub bind: String,
 }
 
 /// `[cors]`: cross-origin requests from browsers (oslo.middleware's CORS options, as Glance
@@ -587,6 +599,7 @@ impl Default for Config {
             cache: CacheSection::default(),
             cors: CorsSection::default(),
             notifications: Default::default(),
+            metrics: Default::default(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Application {
     cache: Option<(AppState, config::CacheSection)>,
     /// The notification sender, unless notifications are off.
     notifier: Option<notifier::Notifier>,
+    /// The operators' listener (`/metrics`, detailed `/healthcheck`), when configured.
+    metrics: Option<(TcpListener, axum::Router)>,
 }
 
 /// Opens the image cache when it is enabled.
@@ -495,6 +497,14 @@ impl Application {
             .cache
             .is_some()
             .then(|| (state.clone(), cfg.cache.clone()));
+        let metrics = if cfg.metrics.bind.is_empty() {
+            None
+        } else {
+            let l = TcpListener::bind(&cfg.metrics.bind)
+                .await
+                .with_context(|| format!("binding [metrics] {}", cfg.metrics.bind))?;
+            Some((l, vela_api::metrics::router(state.clone())))
+        };
         let mut router = vela_api::router(state);
         if let Some(cors) = cors::layer(&cfg.cors)? {
             router = router.layer(cors);
@@ -530,12 +540,18 @@ impl Application {
             gc_grace: Duration::from_secs(cfg.store.gc_grace_secs),
             cache,
             notifier,
+            metrics,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The operators' listener's address, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
@@ -617,10 +633,20 @@ impl Application {
         let sender = self
             .notifier
             .map(|n| tokio::spawn(n.run(self.db.clone(), node.clone())));
+        let operators = self.metrics.map(|(listener, router)| {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let served = serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving");
         sweeper.abort();
+        if let Some(t) = operators {
+            t.abort();
+        }
         gc.abort();
         scrubber.abort();
         for task in cache_tasks.into_iter().flatten() {

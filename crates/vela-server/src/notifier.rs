@@ -31,6 +31,9 @@ const LEASE: Duration = Duration::from_secs(30);
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle sender looks at the outbox when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// After a write woke the sender, it waits this long so that one round sends what many
+/// requests wrote (and the writing transaction has committed).
+const COALESCE: Duration = Duration::from_millis(50);
 /// Retry delays after a failure: doubling up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -151,22 +154,24 @@ impl Notifier {
         let mut link: Option<Link> = None;
         let mut backoff = Duration::from_millis(250);
         let mut next_host = 0usize;
+        let mut lease = Lease::default();
         loop {
-            match self.round(&db, &node, &mut link, &mut next_host).await {
+            match self
+                .round(&db, &node, &mut lease, &mut link, &mut next_host)
+                .await
+            {
+                Ok(Round::Full) => backoff = Duration::from_millis(250),
                 Ok(Round::Idle) => {
                     backoff = Duration::from_millis(250);
                     tokio::select! {
-                        _ = self.outbox.written() => {
-                            // Let the writing transaction commit before reading.
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
+                        _ = self.outbox.written() => tokio::time::sleep(COALESCE).await,
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                     }
                 }
-                Ok(Round::Sent) => backoff = Duration::from_millis(250),
                 Ok(Round::NotHolder) => tokio::time::sleep(LEASE / 6).await,
                 Err(e) => {
                     link = None;
+                    lease = Lease::default();
                     tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "notifications not sent");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -179,12 +184,18 @@ impl Notifier {
         &self,
         db: &Db,
         node: &str,
+        lease: &mut Lease,
         link: &mut Option<Link>,
         next_host: &mut usize,
     ) -> anyhow::Result<Round> {
-        if !db.outbox_lease(node, LEASE).await? {
-            *link = None;
-            return Ok(Round::NotHolder);
+        // The lease is renewed a third of the way through, not on every round.
+        if lease.renewed.is_none_or(|t| t.elapsed() > LEASE / 3) {
+            if !db.outbox_lease(node, LEASE).await? {
+                *link = None;
+                *lease = Lease::default();
+                return Ok(Round::NotHolder);
+            }
+            lease.renewed = Some(std::time::Instant::now());
         }
         let batch = db.outbox_batch(BATCH).await?;
         if batch.is_empty() {
@@ -221,15 +232,25 @@ impl Notifier {
         if matches!(self.driver, Driver::Log) {
             db.outbox_remove(&sent).await?;
         }
-        Ok(Round::Sent)
+        Ok(if batch.len() as i64 == BATCH {
+            Round::Full
+        } else {
+            Round::Idle
+        })
     }
 }
 
+/// When this node last took or renewed the sender lease.
+#[derive(Default)]
+struct Lease {
+    renewed: Option<std::time::Instant>,
+}
+
 enum Round {
-    /// The outbox was empty.
+    /// The outbox is empty or was sent (what is left arrived since).
     Idle,
-    /// A batch went out.
-    Sent,
+    /// A full batch went out: there may be more.
+    Full,
     /// Another node sends.
     NotHolder,
 }

@@ -233,6 +233,7 @@ async fn store_data(
     opts: Options,
     target: Target,
 ) -> Result<(), ApiError> {
+    let _in_flight = state.metrics.upload_started();
     let heartbeat = keep_lease(&state, &id, target);
     let result = receive(&state, store.as_ref(), id, body, opts, target).await;
     heartbeat.abort();
@@ -278,6 +279,7 @@ async fn receive(
 ) -> Result<(), ApiError> {
     let result = match ingest(store, &id, body, opts).await {
         Ok(got) => {
+            state.metrics.uploaded(store.id(), got.digest.size);
             let recorded = state
                 .db
                 .update_image(&id, true, |img| {
@@ -301,7 +303,10 @@ async fn receive(
             }
         }
         Err(IngestError::Body(e)) => e.into(),
-        Err(IngestError::Store(e)) => e.into(),
+        Err(IngestError::Store(e)) => {
+            state.metrics.store_error(store.id(), &e);
+            e.into()
+        }
     };
     tracing::warn!(image_id = %id, status = %result.status, error = %result.message, "upload failed");
     let reverted = state
@@ -375,7 +380,14 @@ pub async fn download(
         let size = hit.size;
         let range = requested.as_ref().map(|r| resolve(r, size)).transpose()?;
         crate::cache::count_hit(&state, &img.id).await;
-        let body = counted(&state, &ctx, &img, hit.stream(range), size, range);
+        let body = counted(
+            &state,
+            &ctx,
+            &img,
+            (hit.stream(range), "cache"),
+            size,
+            range,
+        );
         return Ok(data_response(&img, body, size, range));
     }
     // Each location in turn, as Glance: a store that fails to open the data passes to the
@@ -386,6 +398,7 @@ pub async fn download(
             Ok(resp) => return Ok(resp),
             Err(Served::Client(e)) => return Err(e),
             Err(Served::Store(e)) => {
+                state.metrics.store_error(&loc.store, &e);
                 tracing::warn!(image_id = %id, location = %loc.url, error = %e, "could not read image data; trying the next location");
                 failed = Some(e);
             }
@@ -430,23 +443,33 @@ async fn serve_location(
         None => crate::cache::copy_through(state, img, fetched.body),
         Some(_) => fetched.body,
     };
-    let body = counted(state, ctx, img, body, fetched.total_size, range);
+    let body = counted(
+        state,
+        ctx,
+        img,
+        (body, &loc.store),
+        fetched.total_size,
+        range,
+    );
     Ok(data_response(img, body, fetched.total_size, range))
 }
 
-/// Counts what a download sends and stores `image.send` when the body ends or is dropped
-/// (ERROR priority when the client got less than it asked for). Nothing is counted while
-/// notifications are off.
+/// Counts what a download sends (`vela_store_bytes_downloaded_total` of `store`) and, with
+/// notifications on, stores `image.send` when the body ends or is dropped (ERROR priority
+/// when the client got less than it asked for).
 fn counted(
     state: &AppState,
     ctx: &RequestContext,
     img: &Image,
-    body: ByteStream,
+    (body, store): (ByteStream, &str),
     total: u64,
     range: Option<ByteRange>,
 ) -> ByteStream {
+    let bytes = state.metrics.downloaded(store);
     if state.db.notifications().is_none() {
-        return body;
+        return Box::pin(body.inspect_ok(move |chunk| {
+            bytes.inc_by(chunk.len() as u64);
+        }));
     }
     struct Report {
         db: vela_db::Db,
@@ -488,7 +511,10 @@ fn counted(
         project: ctx.project_id.clone(),
         user: ctx.user_id.clone(),
     };
-    Box::pin(body.inspect_ok(move |chunk| report.add(chunk.len())))
+    Box::pin(body.inspect_ok(move |chunk| {
+        bytes.inc_by(chunk.len() as u64);
+        report.add(chunk.len());
+    }))
 }
 
 /// A download response: the whole data (200) or one range of it (206).

@@ -614,6 +614,12 @@ impl TestApp {
     }
 
     /// What the server has logged so far (empty for an external server).
+    /// The operators' listener (`[metrics] bind`), when the server has one.
+    pub fn metrics_url(&self) -> Option<String> {
+        let dir = self.log.as_ref()?.parent()?;
+        std::fs::read_to_string(dir.join("metrics.url")).ok()
+    }
+
     pub fn server_log(&self) -> String {
         self.log
             .as_ref()
@@ -854,10 +860,14 @@ fn start_child(
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let metrics_file = dir.join("metrics.url");
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            if let Some(url) = line.trim().strip_prefix("vela metrics on ") {
+                std::fs::write(&metrics_file, url).unwrap();
+            }
             if !sent {
                 if let Some(url) = line.trim().strip_prefix("vela listening on ") {
                     let _ = tx.send(url.trim_end_matches('/').to_owned());

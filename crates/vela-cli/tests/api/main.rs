@@ -29,6 +29,7 @@ mod list;
 mod locations;
 mod matrix;
 mod metadefs;
+mod metrics;
 mod patch;
 mod protections;
 mod schemas;

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Notification benchmark (not a test): image creates per second with notifications off and
+# with driver = "messagingv2" to the machine's RabbitMQ (each create then also writes its
+# image.create to the outbox, and the sender publishes it), with notifications on and the
+# broker unreachable (the outbox alone), then how fast the sender drains
+# a backlog of outbox rows (messages/s with publisher confirms). wrk -t2 -c8 on this machine.
+#
+#   bash bench/notifications.sh              # SQLite
+#   DB=postgres bash bench/notifications.sh  # the local PostgreSQL (throw-away databases)
+#   DURATION=20 AMQP_URL=rabbit://guest:guest@127.0.0.1:5672/ bash bench/notifications.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+DB=${DB:-sqlite}
+AMQP_URL=${AMQP_URL:-rabbit://guest:guest@127.0.0.1:5672/}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --bin vela >/dev/null 2>&1
+BIN=${CARGO_TARGET_DIR:-target}/release/vela
+. "$(dirname "$0")/lib.sh"
+PGBASE=${VELA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+ROOT=$(mktemp -d /var/tmp/vela-notify-bench.XXXXXX)
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+  rm -rf "$ROOT"
+  for d in off away on; do
+    [ "$DB" = postgres ] && psql "$PGBASE/postgres" -qc "DROP DATABASE IF EXISTS vela_nbench_${d}_$$ WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  # The benchmark's queues on the shared broker.
+  if command -v rabbitmqctl >/dev/null; then
+    for q in vela-bench.info vela-bench.error; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
+  fi
+}
+trap cleanup EXIT
+
+depth() { # depth DIR: rows in the outbox
+  if [ "$DB" = postgres ]; then
+    psql "$VELA_DATABASE__URL" -qAtc "SELECT COUNT(*) FROM notification_outbox"
+  else
+    python3 -c 'import sqlite3,sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM notification_outbox").fetchone()[0])' "$1/vela.sqlite"
+  fi
+}
+
+start() { # start NAME DRIVER [TRANSPORT_URL]
+  local dir="$ROOT/$1"
+  mkdir -p "$dir"
+  if [ "$DB" = postgres ]; then
+    psql "$PGBASE/postgres" -qc "CREATE DATABASE vela_nbench_${1}_$$" >/dev/null
+    export VELA_DATABASE__URL="$PGBASE/vela_nbench_${1}_$$"
+  fi
+  cat >"$dir/vela.toml" <<EOF
+[notifications]
+driver = "$2"
+transport_url = "${3:-$AMQP_URL}"
+exchange = "vela-bench"
+topics = ["vela-bench"]
+EOF
+  "$BIN" --data-dir "$dir" db migrate >/dev/null 2>&1
+  bench_bootstrap "$BIN" "$dir"
+  "$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
+  PID=$!
+  for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^vela listening on //p' "$dir/out")
+  TOKEN=$(bench_token "$URL")
+}
+
+cat >"$ROOT/create.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "bare", "os_distro": "x"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; broker ${AMQP_URL##*@}"
+start off noop
+bench_wrk "create image, notifications off" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+
+# The outbox alone: notifications on, the broker unreachable (nothing is published, every
+# create also writes its row). This is the cost on the API path.
+start away messagingv2 "rabbit://guest:guest@127.0.0.1:9/"
+bench_wrk "create image, notifications on, broker away" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+echo "outbox rows kept while the broker is away: $(depth "$ROOT/away")"
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+
+start on messagingv2
+bench_wrk "create image, notifications on (messagingv2)" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+left=$(depth "$ROOT/on")
+t0=$(date +%s.%N)
+while [ "$(depth "$ROOT/on")" != 0 ]; do sleep 0.2; done
+t1=$(date +%s.%N)
+echo "outbox left after the run: $left; drained in $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
+echo "server peak RSS (notifications on): $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"
+
+# Drain rate: a backlog built while the sender is away (the server stopped), then sent.
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+N=20000
+python3 - "$ROOT/on" "$N" "$DB" <<'PY'
+import json, os, subprocess, sys, time, uuid
+d, n, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+payload = {"id": str(uuid.uuid4()), "name": "backlog", "status": "queued"}
+rows = [("INFO", json.dumps({"message_id": str(uuid.uuid4()), "publisher_id": "image.bench",
+         "event_type": "image.update", "priority": "INFO", "payload": payload,
+         "timestamp": "2026-01-01 00:00:00.000000"}), int(time.time() * 1e6)) for _ in range(n)]
+if db == "postgres":
+    import csv, io
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    subprocess.run(["psql", os.environ["VELA_DATABASE__URL"], "-qc",
+                    "\\copy notification_outbox (priority, message, created_at) FROM STDIN WITH (FORMAT csv)"],
+                   input=buf.getvalue(), text=True, check=True)
+else:
+    import sqlite3
+    c = sqlite3.connect(f"{d}/vela.sqlite")
+    c.executemany("INSERT INTO notification_outbox (priority, message, created_at) VALUES (?, ?, ?)", rows)
+    c.commit()
+PY
+dir="$ROOT/on"
+"$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
+PID=$!
+t0=$(date +%s.%N)
+for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
+while [ "$(depth "$dir")" != 0 ]; do sleep 0.2; done
+t1=$(date +%s.%N)
+python3 -c "print(f'sender drain: $N messages in {$t1-$t0:.1f} s = {$N/($t1-$t0):.0f} msg/s (publisher confirms, delete per batch)')"
+echo "server peak RSS while draining: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"
