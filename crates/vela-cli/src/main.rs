@@ -117,6 +117,14 @@ enum DbCommand {
         #[arg(long)]
         images: bool,
     },
+    /// Check the deployment without changing it: the schema version, images whose data is
+    /// missing from their store (or has another size), and store data no image refers to.
+    /// Exits with 1 when it finds a problem.
+    Check {
+        /// Check only the schema, not the stores.
+        #[arg(long)]
+        schema_only: bool,
+    },
 }
 
 fn init_tracing() {
@@ -210,6 +218,30 @@ async fn main() -> anyhow::Result<()> {
                 "purged rows deleted more than {age_in_days} days ago: {} image members, {} tasks, {} images",
                 r.members, r.tasks, r.images
             );
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Check { schema_only },
+        } => {
+            let db = vela_server::connect_db(&cfg).await?;
+            let stores = vela_server::open_stores(&cfg)?;
+            let grace = std::time::Duration::from_secs(cfg.store.gc_grace_secs);
+            let r = vela_server::check::check(&db, &stores, !schema_only, grace).await?;
+            db.close().await;
+            println!(
+                "schema version {} (this build: {}); {} locations checked; {} unreferenced store objects",
+                r.schema_version,
+                vela_db::SCHEMA_VERSION,
+                r.locations_checked,
+                r.unreferenced_objects
+            );
+            for p in &r.problems {
+                println!("problem: {p}");
+            }
+            println!("{} problems", r.problems.len());
+            if !r.problems.is_empty() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Store {

@@ -237,6 +237,20 @@ impl Db {
         ]
     }
 
+    /// The newest migration applied to the database (0 for an empty database), without
+    /// migrating.
+    pub async fn schema_version(&self) -> Result<i64, DbError> {
+        match sqlx::query("SELECT MAX(version) AS v FROM vela_schema")
+            .fetch_one(&self.read)
+            .await
+        {
+            Ok(row) => Ok(sqlx::Row::try_get::<Option<i64>, _>(&row, "v")?.unwrap_or(0)),
+            // No schema table yet.
+            Err(sqlx::Error::Database(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

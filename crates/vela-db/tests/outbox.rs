@@ -146,6 +146,21 @@ async fn outbox_keeps_changes_and_order(dialect: Dialect) {
     .await
     .unwrap();
     assert_eq!(db.outbox_depth().await.unwrap(), 4);
+
+    // An image with as much metadata as the API allows gets its whole payload stored.
+    let big = ImageId::generate();
+    let mut img = Image::new(big.clone(), Some("p1".into()), now_micros());
+    for k in ["a", "b", "c"] {
+        img.properties.insert(k.into(), "x".repeat(60_000));
+    }
+    db.create_image(&img).await.unwrap();
+    let last = db.outbox_batch(10).await.unwrap().pop().unwrap();
+    assert!(last.message.len() > 180_000, "{dialect:?}");
+    let v: Value = serde_json::from_str(&last.message).unwrap();
+    assert_eq!(
+        v["payload"]["properties"]["c"].as_str().unwrap().len(),
+        60_000
+    );
     db.close().await;
 }
 

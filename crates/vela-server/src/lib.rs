@@ -2,6 +2,7 @@
 //! serving and graceful shutdown.
 
 pub mod auth;
+pub mod check;
 pub mod config;
 mod cors;
 pub mod identity_admin;
@@ -91,6 +92,14 @@ fn warn_if_shared(cfg: &Config) {
 
 /// Opens the database named by the configuration and migrates it.
 pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
+    let db = connect_db(cfg).await?;
+    let version = db.migrate().await.context("migrating the database")?;
+    tracing::info!(url = %redact_str(&cfg.database_url()), version, "database ready");
+    Ok(db)
+}
+
+/// Opens the database named by the configuration as it is (no migration).
+pub async fn connect_db(cfg: &Config) -> anyhow::Result<Db> {
     let url = cfg.database_url();
     // A new SQLite file is created private (SQLite gives its journal files the same mode).
     if let Some(file) = cfg.sqlite_path().filter(|f| !f.exists()) {
@@ -106,8 +115,6 @@ pub async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     })
     .await
     .with_context(|| format!("connecting to the database {}", redact_str(&url)))?;
-    let version = db.migrate().await.context("migrating the database")?;
-    tracing::info!(url = %redact_str(&url), version, "database ready");
     Ok(db)
 }
 
@@ -192,16 +199,39 @@ pub struct GcReport {
 /// and partial files of uploads that are no longer running. Objects younger than `grace` are
 /// kept (a file is renamed into place a moment before its image becomes active).
 pub async fn gc_stores(db: &Db, stores: &Stores, grace: Duration) -> anyhow::Result<GcReport> {
+    gc_all(db, stores, grace, true).await
+}
+
+/// What [`gc_stores`] would remove (`removed`), removing nothing.
+pub async fn gc_stores_dry_run(
+    db: &Db,
+    stores: &Stores,
+    grace: Duration,
+) -> anyhow::Result<GcReport> {
+    gc_all(db, stores, grace, false).await
+}
+
+async fn gc_all(
+    db: &Db,
+    stores: &Stores,
+    grace: Duration,
+    remove: bool,
+) -> anyhow::Result<GcReport> {
     let mut report = GcReport::default();
     for store in stores.all() {
-        let r = gc_store(db, store.as_ref(), grace).await?;
+        let r = gc_store(db, store.as_ref(), grace, remove).await?;
         report.removed += r.removed;
         report.kept += r.kept;
     }
     Ok(report)
 }
 
-async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result<GcReport> {
+async fn gc_store(
+    db: &Db,
+    store: &dyn Store,
+    grace: Duration,
+    remove: bool,
+) -> anyhow::Result<GcReport> {
     // List first, read references second: an object activated in between counts as referenced.
     let objects = store.list().await?;
     let referenced = db.referenced_locations().await?;
@@ -224,8 +254,10 @@ async fn gc_store(db: &Db, store: &dyn Store, grace: Duration) -> anyhow::Result
             report.kept += 1;
             continue;
         }
-        store.delete_listed(&obj).await?;
-        tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced image data");
+        if remove {
+            store.delete_listed(&obj).await?;
+            tracing::warn!(location = %obj.location, image_id = %obj.image_id, "removed unreferenced image data");
+        }
         report.removed += 1;
     }
     Ok(report)

@@ -360,3 +360,79 @@ async fn db_purge_removes_deleted_rows() {
     assert!(out.contains(", 1 images"), "{out}");
     assert_eq!(again().await, StatusCode::CREATED);
 }
+
+/// `vela db check` reads without changing: a clean deployment has no problems (exit 0); a
+/// missing file, a file of another size and an old unreferenced file are each reported
+/// (exit 1), and nothing is removed.
+#[tokio::test]
+async fn db_check_finds_missing_data_and_unreferenced_objects() {
+    let Some(nodes) = TestApp::spawn_cluster(1).await else {
+        return;
+    };
+    let node = &nodes[0];
+    let data = vec![7u8; 50_000];
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let img = node
+            .create_active_image(json!({"name": node.name(&format!("c{n}"))}), &data)
+            .await;
+        ids.push(img["id"].as_str().unwrap().to_owned());
+    }
+    let check = || {
+        let out = node.run_vela_output(&["db", "check"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("3 locations checked") && out.contains("\n0 problems"),
+        "{out}"
+    );
+
+    let images = node.cluster().unwrap().root.join("images");
+    std::fs::remove_file(images.join(&ids[0])).unwrap();
+    std::fs::write(images.join(&ids[1]), b"short").unwrap();
+    let orphan = images.join(crate::helpers::new_uuid());
+    std::fs::write(&orphan, b"orphan").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 86_400))
+        .unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("image {}: data missing from store", ids[0])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "image {}: store 'file' holds 5 bytes, the image has 50000",
+            ids[1]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("1 store objects no image refers to"), "{out}");
+    assert!(out.contains("\n3 problems"), "{out}");
+    assert!(orphan.exists(), "check removed data");
+    let (code, out) = {
+        let o = node.run_vela_output(&["db", "check", "--schema-only"]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{out}");
+    // "schema version N (this build: N); …": migrated at start, so the same number twice.
+    let first = out.lines().next().unwrap();
+    let (have, rest) = first
+        .strip_prefix("schema version ")
+        .unwrap()
+        .split_once(" (this build: ")
+        .unwrap();
+    assert_eq!(rest.split(')').next().unwrap(), have, "{out}");
+}

@@ -12,6 +12,7 @@ const SECRETS: &[&str] = &[
     "s3-secret-3",
     "sw-secret-4",
     "sw-key-5",
+    "amqp-secret-6",
 ];
 
 fn config_with_secrets(dir: &std::path::Path) -> std::path::PathBuf {
@@ -42,6 +43,10 @@ username = "u"
 password = "sw-secret-4"
 user = "a:u"
 key = "sw-key-5"
+
+[notifications]
+driver = "messagingv2"
+transport_url = "rabbit://vela:amqp-secret-6@127.0.0.1:1/"
 "#;
     let path = dir.join("vela.toml");
     std::fs::write(&path, toml).unwrap();

@@ -418,6 +418,41 @@ impl Db {
         rows.iter().map(|r| text(r, "value")).collect()
     }
 
+    /// One page of the locations of images that have data (`active`, `deactivated`), in
+    /// image id order after `after`: (image id, image size, location).
+    pub async fn data_locations_page(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<i64>, ImageLocation)>, DbError> {
+        let mut q = self.sql(
+            "SELECT l.image_id AS image_id, i.size AS size, l.store AS store, l.url AS url, \
+             l.metadata AS metadata FROM image_locations l JOIN images i ON i.id = l.image_id \
+             WHERE i.deleted = 0 AND i.status IN ('active', 'deactivated')",
+        );
+        if let Some(a) = after {
+            q.push(" AND l.image_id > ").bind(a.to_owned());
+        }
+        q.push(" ORDER BY l.image_id, l.position LIMIT ")
+            .bind(limit);
+        let rows = sqlx::query_with(&q.text, q.args)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    text(r, "image_id")?,
+                    r.try_get::<Option<i64>, _>("size")?,
+                    ImageLocation {
+                        store: text(r, "store")?,
+                        url: text(r, "url")?.into(),
+                        metadata: location_metadata(r)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Locations of the data of every image that is not deleted (or awaits the scrubber).
     pub async fn referenced_locations(
         &self,
