@@ -16,6 +16,7 @@ use sqlx::Row;
 use vela_domain::notify::{self, Filter, Notice, Priority};
 
 use crate::images::text;
+use crate::sql::Sql;
 use crate::{Db, DbError};
 
 /// What the outbox needs to know to write notifications, shared by every clone of a [`Db`].
@@ -70,6 +71,12 @@ impl Notifications {
     }
 }
 
+/// Outbox rows ready to be inserted: (priority, message) and the time.
+pub(crate) struct OutboxRows {
+    rows: Vec<(&'static str, String)>,
+    now: i64,
+}
+
 /// A stored notification.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
@@ -91,21 +98,16 @@ impl Db {
         self.notifications.as_ref()
     }
 
-    /// Stores `notices` on `conn` (inside the caller's transaction).
-    pub(crate) async fn enqueue(
-        &self,
-        conn: &mut AnyConnection,
-        notices: Vec<Notice>,
-    ) -> Result<(), DbError> {
-        let Some(n) = &self.notifications else {
-            return Ok(());
-        };
+    /// The outbox rows of `notices`: None when notifications are off, all are disabled, or
+    /// the outbox is full (then they are counted as dropped).
+    pub(crate) fn outbox_rows(&self, notices: Vec<Notice>) -> Option<OutboxRows> {
+        let n = self.notifications.as_ref()?;
         let notices: Vec<Notice> = notices
             .into_iter()
             .filter(|x| n.filter.enabled(x.event_type))
             .collect();
         if notices.is_empty() {
-            return Ok(());
+            return None;
         }
         if n.full.load(Ordering::Relaxed) {
             n.dropped.fetch_add(notices.len() as u64, Ordering::Relaxed);
@@ -113,26 +115,98 @@ impl Db {
                 events = ?notices.iter().map(|x| x.event_type).collect::<Vec<_>>(),
                 "notification outbox full: notifications dropped"
             );
-            return Ok(());
+            return None;
         }
         let now = vela_domain::now_micros();
-        let mut q =
-            self.sql("INSERT INTO notification_outbox (priority, message, created_at) VALUES ");
-        for (i, notice) in notices.iter().enumerate() {
-            let id = uuid::Uuid::new_v4().to_string();
-            let message = notify::message(notice, &n.publisher_id, &id, now);
+        let rows = notices
+            .iter()
+            .map(|notice| {
+                let id = uuid::Uuid::new_v4().to_string();
+                (
+                    notice.priority.as_str(),
+                    notify::message(notice, &n.publisher_id, &id, now),
+                )
+            })
+            .collect();
+        Some(OutboxRows { rows, now })
+    }
+
+    fn push_outbox_insert(q: &mut Sql, rows: &OutboxRows) {
+        q.push("INSERT INTO notification_outbox (priority, message, created_at) VALUES ");
+        for (i, (priority, message)) in rows.rows.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" })
-                .bind(notice.priority.as_str().to_owned())
+                .bind((*priority).to_owned())
                 .push(", ")
-                .bind(message)
+                .bind(message.clone())
                 .push(", ")
-                .bind(now)
+                .bind(rows.now)
                 .push(")");
         }
+    }
+
+    /// Starts `q`, an empty statement of a change, with the outbox insert where the dialect
+    /// allows one statement to do both: a data-modifying `WITH` on PostgreSQL. Each statement
+    /// saved is a round trip (on SQLite, a hand-off to its worker thread), which is most of
+    /// what the outbox costs.
+    pub(crate) fn outbox_before(&self, q: &mut Sql, rows: Option<&OutboxRows>) {
+        if let (Some(rows), crate::Dialect::Postgres) = (rows, self.dialect) {
+            q.push("WITH vela_outbox AS (");
+            Self::push_outbox_insert(q, rows);
+            q.push(") ");
+        }
+    }
+
+    /// Ends `q` with the outbox insert as a second statement on SQLite (sqlx binds the
+    /// arguments of both in order).
+    pub(crate) fn outbox_after(&self, q: &mut Sql, rows: Option<&OutboxRows>) {
+        if let (Some(rows), crate::Dialect::Sqlite) = (rows, self.dialect) {
+            q.push("; ");
+            Self::push_outbox_insert(q, rows);
+        }
+    }
+
+    /// After a statement built with [`Db::outbox_before`] and [`Db::outbox_after`] ran: writes
+    /// the rows in a statement of their own where the dialect could not take them along
+    /// (MariaDB), and wakes the sender.
+    pub(crate) async fn outbox_written(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Option<OutboxRows>,
+    ) -> Result<(), DbError> {
+        let Some(rows) = rows else {
+            return Ok(());
+        };
+        if self.dialect == crate::Dialect::Mysql {
+            let mut q = self.sql("");
+            Self::push_outbox_insert(&mut q, &rows);
+            sqlx::query_with(&q.text, q.args)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some(n) = &self.notifications {
+            n.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stores `notices` on `conn` (inside the caller's transaction) in a statement of their
+    /// own.
+    pub(crate) async fn enqueue(
+        &self,
+        conn: &mut AnyConnection,
+        notices: Vec<Notice>,
+    ) -> Result<(), DbError> {
+        let Some(rows) = self.outbox_rows(notices) else {
+            return Ok(());
+        };
+        let mut q = self.sql("");
+        Self::push_outbox_insert(&mut q, &rows);
         sqlx::query_with(&q.text, q.args)
             .execute(&mut *conn)
             .await?;
-        n.wake.notify_one();
+        if let Some(n) = &self.notifications {
+            n.wake.notify_one();
+        }
         Ok(())
     }
 

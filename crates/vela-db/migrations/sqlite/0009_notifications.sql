@@ -2,7 +2,7 @@
 -- JSON) in its own transaction, and a sender publishes them in seq order and then deletes them.
 -- One node sends at a time: the one holding notification_sender's lease.
 CREATE TABLE notification_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     priority VARCHAR(8) NOT NULL,
     message TEXT NOT NULL,
     created_at BIGINT NOT NULL

@@ -199,8 +199,15 @@ impl Db {
     /// Inserts a new image. An existing id (even of a deleted image) is a conflict.
     pub async fn create_image(&self, img: &Image) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        let mut q = self.sql(&format!("INSERT INTO images ({COLUMNS}) VALUES "));
+        let rows = self
+            .noting()
+            .then(|| self.outbox_rows(notify::image_created(img)))
+            .flatten();
+        let mut q = self.sql("");
+        self.outbox_before(&mut q, rows.as_ref());
+        q.push(&format!("INSERT INTO images ({COLUMNS}) VALUES "));
         push_row_values(&mut q, img);
+        self.outbox_after(&mut q, rows.as_ref());
         sqlx::query_with(&q.text, q.args)
             .execute(&mut *tx)
             .await
@@ -212,9 +219,7 @@ impl Db {
             })?;
         let empty = Image::new(img.id.clone(), None, 0);
         self.write_children(&mut tx, &empty, img).await?;
-        if self.noting() {
-            self.enqueue(&mut tx, notify::image_created(img)).await?;
-        }
+        self.outbox_written(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -254,7 +259,12 @@ impl Db {
         if after.updated_at == before.updated_at {
             after.updated_at = vela_domain::now_micros().max(before.updated_at);
         }
+        let rows = self
+            .noting()
+            .then(|| self.outbox_rows(notify::image_changed(before, after)))
+            .flatten();
         let mut q = self.sql("");
+        self.outbox_before(&mut q, rows.as_ref());
         q.push("UPDATE images SET name = ").bind(after.name.clone());
         q.push(", status = ").bind(after.status.as_str().to_owned());
         q.push(", visibility = ")
@@ -279,14 +289,12 @@ impl Db {
         q.push(", upload_lease_until = ")
             .bind(after.upload_lease_until);
         q.push(" WHERE id = ").bind(after.id.as_str().to_owned());
+        self.outbox_after(&mut q, rows.as_ref());
         sqlx::query_with(&q.text, q.args)
             .execute(&mut *conn)
             .await?;
         self.write_children(conn, before, after).await?;
-        if self.noting() {
-            self.enqueue(conn, notify::image_changed(before, after))
-                .await?;
-        }
+        self.outbox_written(conn, rows).await?;
         Ok(true)
     }
 
