@@ -176,3 +176,43 @@ async fn metrics_and_detailed_health_after_a_scripted_run() {
     // The public health check stays the plain one.
     assert_eq!(app.get("/healthcheck").await.text().await.unwrap(), "OK");
 }
+
+/// `driver = "log"`: notifications go through the outbox to the server's log, in
+/// oslo.messaging's message shape, and leave the outbox.
+#[tokio::test]
+async fn the_log_driver_writes_notifications_to_the_log() {
+    let app = TestApp::spawn_with_config(
+        "[notifications]\ndriver = \"log\"\npublisher_id = \"image.logtest\"\n\
+         [metrics]\nbind = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let img = app.create_image(json!({"name": app.name("logged")})).await;
+    let id = img["id"].as_str().unwrap().to_owned();
+    let metrics = app.metrics_url().unwrap();
+    let (mut logged, mut drained) = (false, false);
+    for _ in 0..50 {
+        let log = app.server_log();
+        logged = log.lines().any(|l| {
+            l.contains("vela::notification")
+                && l.contains("image.create")
+                && l.contains(&id)
+                && l.contains("image.logtest")
+        });
+        drained = reqwest::get(format!("{metrics}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .any(|l| l == "vela_notification_outbox_depth 0");
+        if logged && drained {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(logged && drained, "{}", app.server_log());
+}
