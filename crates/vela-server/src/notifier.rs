@@ -202,15 +202,19 @@ impl Notifier {
             self.outbox.set_depth(0);
             return Ok(Round::Idle);
         }
-        if (batch.len() as i64) == BATCH {
-            self.outbox.set_depth(db.outbox_depth().await?);
-        }
-        let sent = match &self.driver {
+        let full = batch.len() as i64 == BATCH;
+        self.outbox.set_depth(if full {
+            db.outbox_depth().await?
+        } else {
+            batch.len() as u64
+        });
+        match &self.driver {
             Driver::Log => {
                 for m in &batch {
                     tracing::info!(target: "vela::notification", priority = m.priority.as_str(), message = %m.message);
                 }
-                batch.iter().map(|m| m.seq).collect()
+                let sent: Vec<i64> = batch.iter().map(|m| m.seq).collect();
+                db.outbox_remove(&sent).await?;
             }
             Driver::Amqp(uris) => {
                 if link.is_none() {
@@ -226,17 +230,9 @@ impl Notifier {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                sent
             }
-        };
-        if matches!(self.driver, Driver::Log) {
-            db.outbox_remove(&sent).await?;
         }
-        Ok(if batch.len() as i64 == BATCH {
-            Round::Full
-        } else {
-            Round::Idle
-        })
+        Ok(if full { Round::Full } else { Round::Idle })
     }
 }
 
