@@ -173,20 +173,8 @@ impl Db {
         conn: &mut AnyConnection,
         rows: Option<OutboxRows>,
     ) -> Result<(), DbError> {
-        let Some(rows) = rows else {
-            return Ok(());
-        };
-        if self.dialect == crate::Dialect::Mysql {
-            let mut q = self.sql("");
-            Self::push_outbox_insert(&mut q, &rows);
-            sqlx::query_with(&q.text, q.args)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if let Some(n) = &self.notifications {
-            n.wake.notify_one();
-        }
-        Ok(())
+        let separate = self.dialect == crate::Dialect::Mysql;
+        self.finish_outbox(conn, rows, separate).await
     }
 
     /// Stores `notices` on `conn` (inside the caller's transaction) in a statement of their
@@ -196,14 +184,27 @@ impl Db {
         conn: &mut AnyConnection,
         notices: Vec<Notice>,
     ) -> Result<(), DbError> {
-        let Some(rows) = self.outbox_rows(notices) else {
+        let rows = self.outbox_rows(notices);
+        self.finish_outbox(conn, rows, true).await
+    }
+
+    /// Inserts `rows` in a statement of their own when `insert`, then wakes the sender.
+    async fn finish_outbox(
+        &self,
+        conn: &mut AnyConnection,
+        rows: Option<OutboxRows>,
+        insert: bool,
+    ) -> Result<(), DbError> {
+        let Some(rows) = rows else {
             return Ok(());
         };
-        let mut q = self.sql("");
-        Self::push_outbox_insert(&mut q, &rows);
-        sqlx::query_with(&q.text, q.args)
-            .execute(&mut *conn)
-            .await?;
+        if insert {
+            let mut q = self.sql("");
+            Self::push_outbox_insert(&mut q, &rows);
+            sqlx::query_with(&q.text, q.args)
+                .execute(&mut *conn)
+                .await?;
+        }
         if let Some(n) = &self.notifications {
             n.wake.notify_one();
         }
