@@ -198,6 +198,10 @@ for name, password, project, user_roles in [
                         "default_project_id": projects[project]})
     for role in user_roles:
         admin.put(f"{url}/projects/{projects[project]}/users/{uid}/roles/{roles[role]}")
+    if name == "vela":
+        # Reading every project's unified limits (quotas) takes a system reader, as for
+        # oslo.limit's user.
+        admin.put(f"{url}/system/users/{uid}/roles/{roles['reader']}")
 
 member = login("alpha-member", "secret", "alpha")
 got = sorted(member.auth.get_access(member).role_names)

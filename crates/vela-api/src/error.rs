@@ -123,6 +123,13 @@ impl From<DbError> for ApiError {
                     "The metadata database is temporarily unavailable.",
                 )
             }
+            DbError::Limits(cause) => {
+                tracing::error!(error = %cause, "unified limits unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The project's quota limits are temporarily unavailable.",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

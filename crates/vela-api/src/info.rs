@@ -63,8 +63,3 @@ pub async fn stores_detail(
         .enforce(Action::StoresInfoDetail, &ctx, &Target::default())?;
     Ok(json_response(StatusCode::OK, &store_list(&state, true)))
 }
-
-/// `GET /v2/info/usage`: no unified limits, so no usage to report.
-pub async fn usage(Ctx(_ctx): Ctx) -> Response {
-    json_response(StatusCode::OK, &json!({"usage": {}}))
-}

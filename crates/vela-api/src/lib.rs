@@ -14,6 +14,7 @@ mod info;
 mod limits;
 mod metadefs;
 pub mod metrics;
+pub mod quota;
 mod schemas;
 mod tasks;
 mod versions;
@@ -183,7 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/info/import", get(info::import))
         .route("/info/stores", get(info::stores))
         .route("/info/stores/detail", get(info::stores_detail))
-        .route("/info/usage", get(info::usage))
+        .route("/info/usage", get(quota::usage))
         .route_layer(axum::middleware::from_fn(http_rules::route_layer))
         .fallback(wire::not_found)
         .layer(axum::middleware::from_fn_with_state(

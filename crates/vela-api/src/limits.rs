@@ -54,7 +54,7 @@ fn too_large(max: usize) -> Response {
 }
 
 /// Reads and drops what is left of `body`, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
-async fn drain(mut body: Body) {
+pub(crate) async fn drain(mut body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let mut left = DRAIN_BYTES;
         while let Some(Ok(frame)) = body.frame().await {

@@ -40,6 +40,8 @@ pub struct Keystone {
     cfg: KeystoneConfig,
     http: reqwest::Client,
     service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// The service user's system-scoped token, for reading unified limits.
+    system_token: tokio::sync::Mutex<Option<(String, Instant)>>,
     cache: TokenCache<RequestContext>,
 }
 
@@ -117,6 +119,7 @@ impl Keystone {
             cfg,
             http,
             service_token: tokio::sync::Mutex::new(None),
+            system_token: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -137,19 +140,33 @@ impl Keystone {
 
     /// Vela's own token, fetched when missing or about to expire.
     async fn service_token(&self, refresh: bool) -> Result<String, AuthError> {
-        let mut slot = self.service_token.lock().await;
+        self.token(false, refresh).await
+    }
+
+    /// Vela's own token, scoped to its project or (`system`) to the system.
+    async fn token(&self, system: bool, refresh: bool) -> Result<String, AuthError> {
+        let mut slot = if system {
+            self.system_token.lock().await
+        } else {
+            self.service_token.lock().await
+        };
         if let Some((tok, until)) = slot.as_ref() {
             if !refresh && *until > Instant::now() {
                 return Ok(tok.clone());
             }
         }
         let c = &self.cfg;
+        let scope = if system {
+            json!({"system": {"all": true}})
+        } else {
+            json!({"project": {"name": c.project_name,
+                "domain": {"name": c.project_domain_name}}})
+        };
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": c.username, "password": c.password.expose(),
                 "domain": {"name": c.user_domain_name}}}},
-            "scope": {"project": {"name": c.project_name,
-                "domain": {"name": c.project_domain_name}}}}});
+            "scope": scope}});
         let resp = self
             .send(
                 self.http
@@ -177,6 +194,31 @@ impl Keystone {
         let until = Instant::now() + left.saturating_sub(Duration::from_secs(60));
         *slot = Some((tok.clone(), until));
         Ok(tok)
+    }
+
+    /// A GET under the v3 URL with the service user's system-scoped token (renewed once on
+    /// a 401): Keystone lets system readers read every project's limits.
+    pub async fn system_get(&self, path_and_query: &str) -> Result<serde_json::Value, AuthError> {
+        let mut refreshed = false;
+        loop {
+            let tok = self.token(true, refreshed).await?;
+            let resp = self
+                .send(
+                    self.http
+                        .get(self.url(path_and_query))
+                        .header("x-auth-token", tok),
+                )
+                .await?;
+            match resp.status().as_u16() {
+                200 => return resp.json().await.map_err(unavailable),
+                401 if !refreshed => refreshed = true,
+                s => {
+                    return Err(unavailable(format!(
+                        "GET {path_and_query} answered HTTP {s}"
+                    )))
+                }
+            }
+        }
     }
 
     async fn ask(&self, token: &str) -> Result<(RequestContext, DateTime<Utc>), AuthError> {

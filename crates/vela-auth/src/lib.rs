@@ -13,6 +13,7 @@ pub mod cache;
 pub mod federation;
 pub mod identity;
 pub mod keystone;
+pub mod limits;
 
 use vela_domain::RequestContext;
 

@@ -91,6 +91,13 @@ pub enum IdentityCommand {
         #[command(subcommand)]
         command: IdpCommand,
     },
+    /// Manage the unified limits of the image service (`[quota] enabled`): per project, or
+    /// the registered defaults every project gets. Sizes are in MiB; -1 is unlimited; a
+    /// resource with no limit at all allows nothing.
+    Limit {
+        #[command(subcommand)]
+        command: LimitCommand,
+    },
     /// Make a new token signing key. Tokens signed by the keys in use until now stay valid
     /// for the overlap; then those keys retire and their tokens are refused. Every node
     /// sharing the database signs with the new key at once.
@@ -152,6 +159,32 @@ pub enum IdpCommand {
     Delete {
         name: String,
     },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LimitCommand {
+    /// Set a project's limit on a resource (image_size_total, image_stage_total,
+    /// image_count_total, image_count_uploading).
+    Set {
+        project: String,
+        resource: String,
+        #[arg(allow_negative_numbers = true)]
+        limit: i64,
+    },
+    /// Set the registered default of a resource.
+    Default {
+        resource: String,
+        #[arg(allow_negative_numbers = true)]
+        limit: i64,
+    },
+    /// Remove a project's limit on a resource (or, with no project, the default).
+    Unset {
+        resource: String,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List the defaults and the project limits.
     List,
 }
 
@@ -363,6 +396,39 @@ async fn run_on(db: &vela_db::Db, cfg: &Config, command: IdentityCommand) -> any
                 "signing key {id} is now in use; the previous keys verify tokens for {overlap} s more"
             );
         }
+        IdentityCommand::Limit { command } => match command {
+            LimitCommand::Set {
+                project,
+                resource,
+                limit,
+            } => {
+                let l = admin::set_limit(db, Some(&project), &resource, limit).await?;
+                println!(
+                    "{}\t{}\t{}",
+                    l.project_id.unwrap_or_default(),
+                    resource,
+                    limit
+                );
+            }
+            LimitCommand::Default { resource, limit } => {
+                admin::set_limit(db, None, &resource, limit).await?;
+                println!("default\t{resource}\t{limit}");
+            }
+            LimitCommand::Unset { resource, project } => {
+                if !admin::unset_limit(db, project.as_deref(), &resource).await? {
+                    anyhow::bail!("no such limit");
+                }
+            }
+            LimitCommand::List => {
+                for l in db.unified_limits(None, None, None).await? {
+                    println!("default\t{}\t{}", l.resource_name, l.limit);
+                }
+                for l in db.all_project_limits().await? {
+                    let p = l.project_id.unwrap_or_default();
+                    println!("{p}\t{}\t{}", l.resource_name, l.limit);
+                }
+            }
+        },
         IdentityCommand::Role { command } => match command {
             RoleCommand::Grant(a) => admin::grant(db, &a.role, &a.user, &a.target()).await?,
             RoleCommand::Revoke(a) => admin::revoke(db, &a.role, &a.user, &a.target()).await?,

@@ -15,6 +15,7 @@ pub mod metadefs;
 mod migrate;
 mod outbox;
 mod purge;
+pub mod quota;
 mod sql;
 mod tasks;
 
@@ -54,6 +55,9 @@ pub enum DbError {
     /// The database URL names no supported database.
     #[error("{0}")]
     Config(String),
+    /// The project's unified limits could not be read (Keystone unreachable, say).
+    #[error("the project's limits are unavailable: {0}")]
+    Limits(String),
     /// A stored value could not be understood.
     #[error("corrupt record: {0}")]
     Corrupt(String),

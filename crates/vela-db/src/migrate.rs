@@ -29,6 +29,7 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_notifications.sql"),
     ),
+    (10, include_str!("../migrations/sqlite/0010_quotas.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_images.sql")),
@@ -55,6 +56,7 @@ const POSTGRES: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_notifications.sql"),
     ),
+    (10, include_str!("../migrations/postgres/0010_quotas.sql")),
 ];
 const MYSQL: &[(i64, &str)] = &[
     (1, include_str!("../migrations/mysql/0001_images.sql")),
@@ -72,10 +74,11 @@ const MYSQL: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/mysql/0009_notifications.sql"),
     ),
+    (10, include_str!("../migrations/mysql/0010_quotas.sql")),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 fn migrations(d: Dialect) -> &'static [(i64, &'static str)] {
     match d {

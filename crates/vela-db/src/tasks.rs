@@ -207,16 +207,23 @@ impl Db {
         &self,
         image: &ImageId,
         task: &str,
+        guard: Option<crate::quota::Guard<'_>>,
         f: F,
     ) -> Result<(Image, Task, T), DbError>
     where
         F: FnOnce(&mut Image, &mut Task) -> Result<T, DomainError>,
     {
+        if let Some(g) = &guard {
+            self.ensure_lock_row(&g.project).await?;
+        }
         let mut tx = self.begin_write().await?;
         let img_before = self.fetch_one(&mut tx, image, true, true).await?;
         let task_before = self.fetch_task(&mut tx, task, true).await?;
         let (mut img, mut t) = (img_before.clone(), task_before.clone());
         let out = f(&mut img, &mut t)?;
+        if let Some(g) = guard {
+            self.run_guard(&mut tx, g, &img_before, &img).await?;
+        }
         let a = self.write_image(&mut tx, &img_before, &mut img).await?;
         let b = self.write_task(&mut tx, &task_before, &mut t).await?;
         if a || b {

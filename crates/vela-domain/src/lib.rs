@@ -18,6 +18,7 @@ pub mod metadef;
 pub mod notify;
 pub mod patch;
 pub mod policy;
+pub mod quota;
 pub mod range;
 pub mod rules;
 pub mod secret;

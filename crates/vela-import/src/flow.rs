@@ -10,6 +10,7 @@ use vela_domain::import::{
     set_store_list, store_list, ImportMethod, ImportRequest, FAILED_IMPORT, IMPORTING_TO,
     IMPORT_LOCK, STAGED_DATA,
 };
+use vela_domain::quota::{self, Resource, Usage};
 use vela_domain::task::{Task, TaskStatus, TaskType};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, LocationUrl};
 use vela_store::digest::{FormatCheck, Limits, Options};
@@ -285,13 +286,26 @@ impl Run {
     where
         F: FnOnce(&mut Image, &mut Task) -> Result<T, DomainError>,
     {
+        self.update_guarded(image, None, f).await
+    }
+
+    /// [`Run::update`] under a quota guard.
+    pub(crate) async fn update_guarded<T, F>(
+        &self,
+        image: &ImageId,
+        guard: Option<vela_db::quota::Guard<'_>>,
+        f: F,
+    ) -> Result<(Image, T), ImportError>
+    where
+        F: FnOnce(&mut Image, &mut Task) -> Result<T, DomainError>,
+    {
         let node = self.node().to_owned();
         let task_id = self.task.id.clone();
         let res = self
             .imp
             .inner
             .db
-            .update_image_and_task(image, &task_id, |img, t| {
+            .update_image_and_task(image, &task_id, guard, |img, t| {
                 if t.status != TaskStatus::Processing || t.runner.as_deref() != Some(&node) {
                     return Err(DomainError::Conflict("the task is no longer ours".into()));
                 }
@@ -318,6 +332,40 @@ impl Run {
         }
     }
 
+    /// The quota check of entering the import, as Glance makes it: the staged size against
+    /// `image_size_total` for glance-direct; for the methods that stage data, the image's
+    /// size against `image_stage_total` and the image itself against `image_count_uploading`.
+    async fn quota_guard(
+        &self,
+        method: &ImportMethod,
+    ) -> Result<Option<vela_db::quota::Guard<'static>>, ImportError> {
+        let (Some(quotas), Some(project)) = (&self.imp.inner.cfg.quotas, &self.task.owner) else {
+            return Ok(None);
+        };
+        let limits = quotas.limits(project, false).await?;
+        let direct = matches!(method, ImportMethod::GlanceDirect);
+        let owner = project.clone();
+        Ok(Some(quotas.guard(
+            project.clone(),
+            limits,
+            move |limits, others, before, after| {
+                let size = quota::mib(before.size.unwrap_or(0).max(0) as u64);
+                let was = others.plus(Usage::of(before));
+                if direct {
+                    return quota::enforce(
+                        &owner,
+                        limits,
+                        &was,
+                        &[(Resource::ImageSizeTotal, size)],
+                    );
+                }
+                quota::enforce(&owner, limits, &was, &[(Resource::ImageStageTotal, size)])?;
+                let now = others.plus(Usage::of(after));
+                quota::enforce(&owner, limits, &now, &[(Resource::ImageCountUploading, 0)])
+            },
+        )))
+    }
+
     fn check_cancelled(&self) -> Result<(), ImportError> {
         if self.cancel.is_cancelled() {
             return Err(ImportError::Cancelled(
@@ -330,9 +378,11 @@ impl Run {
     async fn execute(&mut self, p: &Plan) -> Result<(), ImportError> {
         let copy = self.copy;
         let targets = p.stores.clone();
-        // The image enters `importing` (a copy stays active) and shows where it goes.
+        // The image enters `importing` (a copy stays active) and shows where it goes, if the
+        // project's quotas allow it.
+        let guard = self.quota_guard(&p.req.method).await?;
         let (img, ()) = self
-            .update(&p.image, |img, _| {
+            .update_guarded(&p.image, guard, |img, _| {
                 let mut failed = store_list(img, FAILED_IMPORT);
                 failed.retain(|s| !targets.contains(s));
                 set_store_list(img, FAILED_IMPORT, &failed);
@@ -726,7 +776,7 @@ impl Run {
                 .imp
                 .inner
                 .db
-                .update_image_and_task(id, &task_id, |img, t| {
+                .update_image_and_task(id, &task_id, None, |img, t| {
                     if t.status != TaskStatus::Processing || t.runner.as_deref() != Some(&node) {
                         return Ok(false);
                     }

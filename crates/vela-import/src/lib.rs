@@ -75,6 +75,8 @@ pub struct ImportConfig {
     pub max_running: usize,
     /// The identity service (Keystone v3 URL) whose catalog `glance-download` looks up.
     pub identity_url: Option<String>,
+    /// Per-project quotas (unified limits), when enforced.
+    pub quotas: Option<vela_db::quota::Quotas>,
 }
 
 /// Who asked for an import, as far as the run needs it (kept in memory only: a run that
@@ -317,7 +319,7 @@ impl Importer {
         let res = self
             .inner
             .db
-            .update_image_and_task(&image, &task.id, |img, t| {
+            .update_image_and_task(&image, &task.id, None, |img, t| {
                 if !fail(t)? {
                     return Ok(false);
                 }

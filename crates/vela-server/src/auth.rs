@@ -182,9 +182,63 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The authenticator `[auth]` describes (`identity` is the embedded service, if enabled).
+/// The Keystone client, when `[auth] mode = "keystone"`: it validates tokens and reads
+/// unified limits.
+pub fn keystone(cfg: &AuthConfig) -> anyhow::Result<Option<Arc<Keystone>>> {
+    if cfg.mode != "keystone" {
+        return Ok(None);
+    }
+    let k = &cfg.keystone;
+    let ks = Keystone::new(KeystoneConfig {
+        auth_url: k.auth_url.clone(),
+        username: k.username.clone(),
+        password: k.password.clone(),
+        project_name: k.project_name.clone(),
+        user_domain_name: k.user_domain_name.clone(),
+        project_domain_name: k.project_domain_name.clone(),
+        timeout: Duration::from_secs(k.timeout_secs.max(1)),
+        cache_ttl: Duration::from_secs(k.cache_ttl_secs),
+        cache_size: k.cache_size.max(1),
+    })
+    .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(ks)))
+}
+
+/// Where quota limits come from, when `[quota] enabled`: Keystone in keystone mode, else
+/// the embedded identity service's tables.
+pub fn quotas(
+    cfg: &Config,
+    db: &Db,
+    keystone: Option<&Arc<Keystone>>,
+) -> Option<vela_db::quota::Quotas> {
+    let q = &cfg.quota;
+    if !q.enabled {
+        return None;
+    }
+    let source: Arc<dyn vela_domain::quota::LimitSource> = match keystone {
+        Some(ks) => Arc::new(vela_auth::limits::KeystoneLimits::new(
+            ks.clone(),
+            vela_auth::limits::LimitsConfig {
+                endpoint_id: q.endpoint_id.clone(),
+                service_type: q.endpoint_service_type.clone(),
+                service_name: q.endpoint_service_name.clone(),
+                region: q.endpoint_region_name.clone(),
+                interface: q.endpoint_interface.clone(),
+                cache_ttl: Duration::from_secs(q.cache_secs),
+            },
+        )),
+        None => Arc::new(vela_db::quota::DbLimits::new(
+            db.clone(),
+            cfg.auth.region.clone(),
+        )),
+    };
+    Some(vela_db::quota::Quotas::new(source))
+}
+
 pub fn authenticator(
     cfg: &AuthConfig,
     identity: Option<&Arc<Identity>>,
+    keystone: Option<&Arc<Keystone>>,
 ) -> anyhow::Result<Authenticator> {
     if let Some(id) = identity {
         return Ok(Authenticator::Token {
@@ -196,20 +250,11 @@ pub fn authenticator(
     Ok(match cfg.mode.as_str() {
         "keystone" => {
             let k = &cfg.keystone;
-            let validator = Keystone::new(KeystoneConfig {
-                auth_url: k.auth_url.clone(),
-                username: k.username.clone(),
-                password: k.password.clone(),
-                project_name: k.project_name.clone(),
-                user_domain_name: k.user_domain_name.clone(),
-                project_domain_name: k.project_domain_name.clone(),
-                timeout: Duration::from_secs(k.timeout_secs.max(1)),
-                cache_ttl: Duration::from_secs(k.cache_ttl_secs),
-                cache_size: k.cache_size.max(1),
-            })
-            .map_err(anyhow::Error::msg)?;
+            let validator = keystone
+                .cloned()
+                .context("the keystone client was not built")?;
             Authenticator::Token {
-                validator: Arc::new(validator),
+                validator,
                 www_authenticate_uri: k
                     .www_authenticate_uri
                     .clone()

@@ -54,6 +54,45 @@ pub struct Config {
     pub cors: CorsSection,
     pub notifications: crate::notifier::NotificationsSection,
     pub metrics: MetricsSection,
+    pub quota: QuotaSection,
+}
+
+/// `[quota]`: per-project quotas with unified limits (Glance's `use_keystone_limits` and
+/// oslo.limit's `[oslo_limit]` options). The limits come from Keystone (`mode = "keystone"`,
+/// read with the service user's system-scoped token: give it the reader role on the system)
+/// or from the embedded identity service's database (`vela identity limit …`, `/v3/limits`).
+/// As with oslo.limit, a resource with no limit at all allows nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSection {
+    /// Enforce `image_size_total`, `image_stage_total`, `image_count_total` and
+    /// `image_count_uploading`, and report them at `/v2/info/usage`.
+    pub enabled: bool,
+    /// Keystone: the image endpoint whose service and region the limits belong to.
+    pub endpoint_id: String,
+    /// Keystone, without `endpoint_id`: the image service's type, name, region and interface.
+    pub endpoint_service_type: String,
+    pub endpoint_service_name: String,
+    pub endpoint_region_name: String,
+    pub endpoint_interface: String,
+    /// Keystone: seconds a project's limits are used without asking again (0: every time).
+    /// A refusal is always confirmed with fresh limits, so raising a limit takes effect at
+    /// once and lowering one within this time.
+    pub cache_secs: u64,
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        QuotaSection {
+            enabled: false,
+            endpoint_id: String::new(),
+            endpoint_service_type: "image".into(),
+            endpoint_service_name: String::new(),
+            endpoint_region_name: String::new(),
+            endpoint_interface: "public".into(),
+            cache_secs: 10,
+        }
+    }
 }
 
 /// `[metrics]`: the operators' listener with Prometheus metrics (`/metrics`) and the detailed
@@ -598,6 +637,7 @@ impl Default for Config {
             metadefs: MetadefsSection::default(),
             cache: CacheSection::default(),
             cors: CorsSection::default(),
+            quota: QuotaSection::default(),
             notifications: Default::default(),
             metrics: Default::default(),
         }

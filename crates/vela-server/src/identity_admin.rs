@@ -270,3 +270,67 @@ pub async fn delete_idp(db: &Db, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(db.delete_idp(name).await?, "no identity provider '{name}'");
     Ok(())
 }
+
+/// Sets a unified limit of the image service (no region): a project's (`project` by name or
+/// id), or the registered default for every project.
+pub async fn set_limit(
+    db: &Db,
+    project: Option<&str>,
+    resource: &str,
+    limit: i64,
+) -> anyhow::Result<vela_db::quota::UnifiedLimit> {
+    use vela_db::quota::{UnifiedLimit, IMAGE_SERVICE_ID};
+    if vela_domain::quota::Resource::parse(resource).is_none() {
+        bail!(
+            "unknown resource '{resource}': use image_size_total, image_stage_total, \
+             image_count_total or image_count_uploading"
+        );
+    }
+    if limit < -1 {
+        bail!("a limit is -1 (unlimited) or more");
+    }
+    let project_id = limit_project(db, project).await?;
+    let existing = db
+        .unified_limits(project_id.as_deref(), Some(IMAGE_SERVICE_ID), None)
+        .await?
+        .into_iter()
+        .find(|l| l.resource_name == resource && l.region_id.is_none());
+    let l = UnifiedLimit {
+        id: existing.map(|l| l.id).unwrap_or_else(UnifiedLimit::new_id),
+        project_id,
+        service_id: IMAGE_SERVICE_ID.into(),
+        region_id: None,
+        resource_name: resource.into(),
+        limit,
+        description: None,
+    };
+    db.put_unified_limit(&l).await?;
+    Ok(l)
+}
+
+/// Removes a project's limit on `resource` (or the registered default); false if none.
+pub async fn unset_limit(db: &Db, project: Option<&str>, resource: &str) -> anyhow::Result<bool> {
+    let project_id = limit_project(db, project).await?;
+    let found = db
+        .unified_limits(project_id.as_deref(), None, None)
+        .await?
+        .into_iter()
+        .filter(|l| l.resource_name == resource);
+    let mut removed = false;
+    for l in found {
+        removed |= db.delete_unified_limit(&l.id).await?;
+    }
+    Ok(removed)
+}
+
+/// The project id a limit is for: an embedded project by name or id, else the text itself
+/// as a project id (Keystone's or a front end's, which this database does not hold).
+async fn limit_project(db: &Db, project: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(key) = project else {
+        return Ok(None);
+    };
+    Ok(Some(match db.find_project(key).await? {
+        Some(p) => p.id,
+        None => key.to_owned(),
+    }))
+}

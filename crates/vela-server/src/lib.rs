@@ -305,6 +305,7 @@ fn importer(
     stores: &Stores,
     staging: Arc<dyn Store>,
     api: &ApiConfig,
+    quotas: Option<vela_db::quota::Quotas>,
 ) -> anyhow::Result<Importer> {
     let c = &cfg.import.conversion;
     let plugins = cfg
@@ -344,6 +345,7 @@ fn importer(
         node: format!("vela-{}", &uuid_like()),
         max_running: cfg.import.max_running,
         identity_url: (cfg.auth.mode == "keystone").then(|| cfg.auth.keystone.auth_url.clone()),
+        quotas,
     };
     let trusted =
         OutboundClient::trusted(&ClientOpts::default()).context("the outbound HTTP client")?;
@@ -464,6 +466,8 @@ impl Application {
             )
         })?;
         let identity = auth::identity(&cfg.auth, &db).await?;
+        let keystone = auth::keystone(&cfg.auth)?;
+        let quotas = auth::quotas(&cfg, &db, keystone.as_ref());
         let outbound =
             OutboundClient::new(cfg.import_filtering_opts.filter()?, &ClientOpts::default())
                 .context("the outbound HTTP client")?;
@@ -479,7 +483,7 @@ impl Application {
             hash_algo,
             import_methods: cfg.images.enabled_import_methods.clone(),
             public_endpoint: cfg.server.public_endpoint.clone(),
-            auth: auth::authenticator(&cfg.auth, identity.as_ref())?,
+            auth: auth::authenticator(&cfg.auth, identity.as_ref(), keystone.as_ref())?,
             policy: auth::load_policy(&cfg.auth)?,
             delayed_delete: cfg.images.delayed_delete,
             show_image_direct_url: cfg.images.show_image_direct_url,
@@ -502,7 +506,7 @@ impl Application {
                 scope: cfg.auth.federation.websso_scope.clone(),
             },
         };
-        let importer = importer(&cfg, &db, &stores, staging, &api)?;
+        let importer = importer(&cfg, &db, &stores, staging, &api, quotas)?;
         importer
             .clean_work_dir()
             .await

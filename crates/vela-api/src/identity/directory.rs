@@ -59,11 +59,11 @@ type Answer = Result<Response, Response>;
 
 /// What every read handler takes from its request: the identity service, the caller's
 /// headers, the query and the base URL of links.
-struct Call {
-    id: Arc<Identity>,
+pub(super) struct Call {
+    pub(super) id: Arc<Identity>,
     headers: HeaderMap,
-    query: BTreeMap<String, String>,
-    base: String,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) base: String,
 }
 
 impl FromRequestParts<AppState> for Call {
@@ -86,12 +86,12 @@ impl FromRequestParts<AppState> for Call {
 
 impl Call {
     /// The caller: a valid token, or 401.
-    async fn caller(&self) -> Result<Resolved, Response> {
+    pub(super) async fn caller(&self) -> Result<Resolved, Response> {
         caller(&self.id, &self.headers).await
     }
 
     /// The caller, when it may read everything (else 403 under `identity:<rule>`).
-    async fn reader(&self, rule: &str) -> Result<Resolved, Response> {
+    pub(super) async fn reader(&self, rule: &str) -> Result<Resolved, Response> {
         let c = self.caller().await?;
         if reads_all(&c) {
             Ok(c)
@@ -110,7 +110,7 @@ impl Call {
         }
     }
 
-    fn list(&self, key: &str, items: Vec<Value>, path: &str) -> Response {
+    pub(super) fn list(&self, key: &str, items: Vec<Value>, path: &str) -> Response {
         collection(key, items, &self.base, path)
     }
 }
@@ -122,19 +122,19 @@ async fn caller(id: &Identity, headers: &HeaderMap) -> Result<Resolved, Response
 }
 
 /// Whether the caller may read every identity record: an admin, or a reader on the system.
-fn reads_all(c: &Resolved) -> bool {
+pub(super) fn reads_all(c: &Resolved) -> bool {
     let has = |n: &str| c.roles.iter().any(|r| r.name == n);
     has("admin") || (c.claims.system && has("reader"))
 }
 
-fn forbidden(rule: &str) -> Response {
+pub(super) fn forbidden(rule: &str) -> Response {
     error(
         StatusCode::FORBIDDEN,
         &format!("You are not authorized to perform the requested action: identity:{rule}."),
     )
 }
 
-fn not_found(kind: &str, id: &str) -> Response {
+pub(super) fn not_found(kind: &str, id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         &format!("Could not find {kind}: {id}."),

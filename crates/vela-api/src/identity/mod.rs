@@ -3,6 +3,7 @@
 
 mod directory;
 mod federation;
+mod limits;
 mod websso;
 
 pub use websso::WebSsoConfig;
@@ -87,6 +88,7 @@ pub fn router(identity: Arc<Identity>) -> Router<AppState> {
             get(federation::federated_auth).post(federation::federated_auth),
         )
         .merge(directory::routes())
+        .merge(limits::routes())
         .merge(websso::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "The resource could not be found.") })
         .method_not_allowed_fallback(|| async {
@@ -142,7 +144,7 @@ pub(super) fn catalog(base: &str, region: &str) -> Value {
             .collect()
     };
     json!([
-        {"id": "vela-image", "type": "image", "name": "glance",
+        {"id": vela_db::quota::IMAGE_SERVICE_ID, "type": "image", "name": "glance",
          "endpoints": endpoints("image", base)},
         {"id": "vela-identity", "type": "identity", "name": "keystone",
          "endpoints": endpoints("identity", &format!("{base}/v3"))},

@@ -24,7 +24,8 @@ pub async fn create(
         &state.policy,
         vela_domain::now_micros(),
     )?;
-    state.db.create_image(&img).await?;
+    let guard = crate::quota::create_guard(&state, &ctx).await?;
+    state.db.create_image_guarded(&img, guard).await?;
     tracing::info!(image_id = %img.id, request_id = %ctx.request_id, "image created");
     let mut resp = json_response(
         StatusCode::CREATED,

@@ -13,16 +13,18 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
+use vela_db::quota::Guard;
 use vela_domain::image::ImageLocation;
 use vela_domain::import::STAGED_DATA;
 use vela_domain::policy::Action;
+use vela_domain::quota::{self, Resource};
 use vela_domain::range::{self, RangeError, RangeSpec};
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, RequestContext};
 use vela_store::digest::{FormatCheck, Limits, Options};
 use vela_store::ingest::{ingest, IngestError, Ingested};
 use vela_store::{ByteRange, ByteStream, Store, StoreError};
 
-use super::{load_for, modify};
+use super::{load_for, modify_guarded};
 use crate::auth::Ctx;
 use crate::wire::{header_str, image_id};
 use crate::{ApiError, AppState};
@@ -84,6 +86,14 @@ enum Target {
 }
 
 impl Target {
+    /// The quota the data counts against.
+    fn budget(self) -> Resource {
+        match self {
+            Target::Image => Resource::ImageSizeTotal,
+            Target::Staging => Resource::ImageStageTotal,
+        }
+    }
+
     fn receiving(self) -> ImageStatus {
         match self {
             Target::Image => ImageStatus::Saving,
@@ -100,7 +110,46 @@ async fn accept_data(
     body: Body,
     target: Target,
 ) -> Result<StatusCode, ApiError> {
-    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str());
+    // A refusal before any data is read drains (a bounded part of) the body first, so that a
+    // client still sending reads the answer rather than a reset connection.
+    let (id, store, opts, commit_guard) = match prepare(&state, &ctx, id, &headers, target).await {
+        Ok(p) => p,
+        Err(e) => {
+            crate::limits::drain(body).await;
+            return Err(e);
+        }
+    };
+    let stream: ByteStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
+    // The upload runs in its own task so that its clean-up happens even if the client goes
+    // away and the request future is dropped.
+    let task = tokio::spawn(store_data(
+        state,
+        store,
+        id,
+        stream,
+        opts,
+        target,
+        commit_guard,
+    ));
+    match task.await {
+        Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// What an accepted upload needs: the image, its store, the ingest options and the quota
+/// guard of recording the data.
+type Prepared = (ImageId, Arc<dyn Store>, Options, Option<Guard<'static>>);
+
+/// Checks an upload and marks the image as receiving data.
+async fn prepare(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: String,
+    headers: &HeaderMap,
+    target: Target,
+) -> Result<Prepared, ApiError> {
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str());
     let base = content_type
         .as_deref()
         .and_then(|c| c.split(';').next())
@@ -114,11 +163,11 @@ async fn accept_data(
     }
     let id = image_id(&id)?;
     let store = match target {
-        Target::Image => chosen_store(&state, &headers)?,
+        Target::Image => chosen_store(state, headers)?,
         Target::Staging => state.importer.staging().clone(),
     };
-    let announced = parse_size_header(&headers, "x-openstack-image-size")?;
-    let length = parse_size_header(&headers, header::CONTENT_LENGTH.as_str())?;
+    let announced = parse_size_header(headers, "x-openstack-image-size")?;
+    let length = parse_size_header(headers, header::CONTENT_LENGTH.as_str())?;
     let cap = state.cfg.image_size_cap;
     if announced.or(length).is_some_and(|n| n > cap) {
         return Err(ApiError::new(
@@ -130,13 +179,24 @@ async fn accept_data(
         max_size: Some(cap),
         expected_size: announced.or(length),
     };
+    // Glance's early quota check, with the declared size; the same check is made again when
+    // the data is recorded, in that transaction, against the usage then.
+    let budget = (
+        target.budget(),
+        quota::mib(announced.or(length).unwrap_or(0)),
+    );
+    let scoped = crate::quota::precheck(state, ctx, &[budget]).await?;
+    let start_guard = scoped
+        .as_ref()
+        .map(|s| s.guard(true, vec![(Resource::ImageCountUploading, 0)]));
+    let commit_guard = scoped.map(|s| s.guard(false, vec![budget]));
 
-    let lease = lease_micros(&state);
+    let lease = lease_micros(state);
     let (action, receiving) = match target {
         Target::Image => (Action::UploadImage, ImageStatus::Saving),
         Target::Staging => (Action::ModifyImage, ImageStatus::Uploading),
     };
-    let (img, ()) = modify(&state, &ctx, &id, action, |img| {
+    let (img, ()) = modify_guarded(state, ctx, &id, action, start_guard, |img| {
         if target == Target::Image {
             img.check_can_receive_data()?;
         }
@@ -165,14 +225,7 @@ async fn accept_data(
             check: None,
         },
     };
-    let stream: ByteStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
-    // The upload runs in its own task so that its clean-up happens even if the client goes
-    // away and the request future is dropped.
-    let task = tokio::spawn(store_data(state, store, id, stream, opts, target));
-    match task.await {
-        Ok(r) => r.map(|_| StatusCode::NO_CONTENT),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    Ok((id, store, opts, commit_guard))
 }
 
 /// The store an upload goes to: `X-Image-Meta-Store`, else the default one.
@@ -232,10 +285,11 @@ async fn store_data(
     body: ByteStream,
     opts: Options,
     target: Target,
+    guard: Option<Guard<'static>>,
 ) -> Result<(), ApiError> {
     let _in_flight = state.metrics.upload_started();
     let heartbeat = keep_lease(&state, &id, target);
-    let result = receive(&state, store.as_ref(), id, body, opts, target).await;
+    let result = receive(&state, store.as_ref(), id, body, opts, target, guard).await;
     heartbeat.abort();
     result
 }
@@ -276,13 +330,14 @@ async fn receive(
     body: ByteStream,
     opts: Options,
     target: Target,
+    guard: Option<Guard<'static>>,
 ) -> Result<(), ApiError> {
     let result = match ingest(store, &id, body, opts).await {
         Ok(got) => {
             state.metrics.uploaded(store.id(), got.digest.size);
             let recorded = state
                 .db
-                .update_image(&id, true, |img| {
+                .update_image_guarded(&id, true, guard, |img| {
                     if img.deleted || img.status != target.receiving() {
                         return Err(gone(&id));
                     }

@@ -61,6 +61,14 @@ pub async fn import(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let id = image_id(&id)?;
+    // Glance's first check: a project over its image_size_total imports nothing. The import
+    // itself checks again when it starts (see vela-import).
+    crate::quota::precheck(
+        &state,
+        &ctx,
+        &[(vela_domain::quota::Resource::ImageSizeTotal, 0)],
+    )
+    .await?;
     let doc = json_body(&body)?;
     let req = ImportRequest::parse(&doc, &state.cfg.import_methods)?;
     let img = load_visible(&state, &ctx, &id).await?;

@@ -68,11 +68,26 @@ pub async fn modify<T, F>(
 where
     F: FnOnce(&mut Image) -> Result<T, DomainError>,
 {
+    modify_guarded(state, ctx, id, action, None, f).await
+}
+
+/// [`modify`], with a quota guard deciding on the change in its transaction.
+pub async fn modify_guarded<T, F>(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &ImageId,
+    action: Action,
+    guard: Option<vela_db::quota::Guard<'_>>,
+    f: F,
+) -> Result<(Image, T), ApiError>
+where
+    F: FnOnce(&mut Image) -> Result<T, DomainError>,
+{
     load_for(state, ctx, id, action).await?;
     let policy = state.policy.clone();
     let res = state
         .db
-        .update_image(id, false, |img| {
+        .update_image_guarded(id, false, guard, |img| {
             policy.enforce_on_image(action, ctx, img)?;
             f(img)
         })

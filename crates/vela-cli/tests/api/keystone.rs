@@ -3,6 +3,7 @@
 //! unless `VELA_REQUIRE_KEYSTONE=1` (as in CI), which makes that a failure.
 
 mod glance_download;
+mod quota;
 
 use std::time::{Duration, Instant};
 

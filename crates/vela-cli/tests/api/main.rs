@@ -32,6 +32,7 @@ mod metadefs;
 mod metrics;
 mod patch;
 mod protections;
+mod quota;
 mod schemas;
 mod secrets;
 mod server_limits;

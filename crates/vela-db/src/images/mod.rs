@@ -14,6 +14,7 @@ use vela_domain::image::ImageLocation;
 use vela_domain::notify;
 use vela_domain::{DomainError, Image, ImageId, ImageStatus, Visibility};
 
+use crate::quota::Guard;
 use crate::sql::Sql;
 use crate::{Db, DbError};
 
@@ -198,7 +199,23 @@ impl Db {
 
     /// Inserts a new image. An existing id (even of a deleted image) is a conflict.
     pub async fn create_image(&self, img: &Image) -> Result<(), DbError> {
+        self.create_image_guarded(img, None).await
+    }
+
+    /// Inserts a new image once `guard` (if any) agrees, under its project's lock.
+    pub async fn create_image_guarded(
+        &self,
+        img: &Image,
+        guard: Option<Guard<'_>>,
+    ) -> Result<(), DbError> {
+        if let Some(g) = &guard {
+            self.ensure_lock_row(&g.project).await?;
+        }
         let mut tx = self.begin_write().await?;
+        let empty = Image::new(img.id.clone(), None, 0);
+        if let Some(g) = guard {
+            self.run_guard(&mut tx, g, &empty, img).await?;
+        }
         let rows = self
             .noting()
             .then(|| self.outbox_rows(notify::image_created(img)))
@@ -217,7 +234,6 @@ impl Db {
                 }
                 other => other,
             })?;
-        let empty = Image::new(img.id.clone(), None, 0);
         self.write_children(&mut tx, &empty, img).await?;
         self.outbox_written(&mut tx, rows).await?;
         tx.commit().await?;
@@ -235,10 +251,32 @@ impl Db {
     where
         F: FnOnce(&mut Image) -> Result<T, DomainError>,
     {
+        self.update_image_guarded(id, include_deleted, None, f)
+            .await
+    }
+
+    /// [`Db::update_image`], with `guard` (if any) deciding on the change under its project's
+    /// lock before it is stored.
+    pub async fn update_image_guarded<T, F>(
+        &self,
+        id: &ImageId,
+        include_deleted: bool,
+        guard: Option<Guard<'_>>,
+        f: F,
+    ) -> Result<(Image, T), DbError>
+    where
+        F: FnOnce(&mut Image) -> Result<T, DomainError>,
+    {
+        if let Some(g) = &guard {
+            self.ensure_lock_row(&g.project).await?;
+        }
         let mut tx = self.begin_write().await?;
         let before = self.fetch_one(&mut tx, id, include_deleted, true).await?;
         let mut after = before.clone();
         let out = f(&mut after)?;
+        if let Some(g) = guard {
+            self.run_guard(&mut tx, g, &before, &after).await?;
+        }
         if self.write_image(&mut tx, &before, &mut after).await? {
             tx.commit().await?;
         }
