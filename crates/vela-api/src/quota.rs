@@ -48,27 +48,47 @@ pub struct Scoped {
 impl Scoped {
     /// A guard checking `deltas` on the usage with the image as the change leaves it
     /// (`after`) or as it was (`!after`).
-    pub fn guard(&self, after: bool, deltas: Vec<(Resource, i64)>) -> Guard<'static> {
+    pub fn guard(&self, after: bool, deltas: Vec<(Resource, i64)>) -> Option<Guard<'static>> {
+        self.guard_with(Some(after), deltas)
+    }
+
+    /// `own`: which state of the image counts (`None`: none, for a new image).
+    fn guard_with(
+        &self,
+        own: Option<bool>,
+        deltas: Vec<(Resource, i64)>,
+    ) -> Option<Guard<'static>> {
         let project = self.project.clone();
         self.quotas.guard(
             self.project.clone(),
             self.limits.clone(),
+            deltas.iter().map(|d| d.0).collect(),
             move |limits, others, before, changed| {
-                let own = Usage::of(if after { changed } else { before });
+                let own = match own {
+                    Some(after) => Usage::of(if after { changed } else { before }),
+                    None => Usage::default(),
+                };
                 quota::enforce(&project, limits, &others.plus(own), &deltas)
             },
         )
     }
 }
 
-/// The guard of a new image: `image_count_total`, counting the new image.
+/// The guard of a new image: `image_count_total` with a delta of one, as Glance checks it
+/// (in the insert's transaction; there is no early check to make).
 pub async fn create_guard(
     state: &AppState,
     ctx: &RequestContext,
 ) -> Result<Option<Guard<'static>>, ApiError> {
-    Ok(precheck(state, ctx, &[(Resource::ImageCountTotal, 1)])
-        .await?
-        .map(|s| s.guard(true, vec![(Resource::ImageCountTotal, 0)])))
+    let Some((quotas, project)) = scope(state, ctx) else {
+        return Ok(None);
+    };
+    let scoped = Scoped {
+        quotas: quotas.clone(),
+        project: project.to_owned(),
+        limits: quotas.limits(project, false).await?,
+    };
+    Ok(scoped.guard_with(None, vec![(Resource::ImageCountTotal, 1)]))
 }
 
 /// `GET /v2/info/usage`: each resource's usage and limit for the caller's project, as Glance

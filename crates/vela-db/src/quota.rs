@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 use std::sync::Arc;
 
 use vela_domain::quota::{self, LimitSource, Limits, Resource, Usage};
-use vela_domain::{DomainError, Image, ImageId};
+use vela_domain::{DomainError, Image};
 
 use crate::images::text;
 use crate::{Db, DbError, Dialect};
@@ -26,6 +26,8 @@ pub type Check<'a> =
 /// checked again on fresh ones, so a raised limit is never refused.
 pub struct Guard<'a> {
     pub project: String,
+    /// The resources the check looks at.
+    need: Vec<Resource>,
     limits: Limits,
     quotas: Quotas,
     check: Check<'a>,
@@ -70,53 +72,75 @@ impl Db {
         format!("CAST(COALESCE({expr}, 0) AS {ty})")
     }
 
-    /// The usage of `owner`'s images, leaving out `except`.
+    /// The usage of `owner`'s images in the resources of `need` (the others read 0). Counting
+    /// images reads one index range; sizes and uploads look at each image.
     async fn usage_on(
         &self,
         conn: &mut AnyConnection,
         owner: &str,
-        except: Option<&ImageId>,
+        need: &[Resource],
     ) -> Result<Usage, DbError> {
-        let size = self.int_cast(
+        let column = |r: Resource, expr: &str| {
+            if need.contains(&r) {
+                self.int_cast(expr)
+            } else {
+                "0".to_owned()
+            }
+        };
+        let size = column(
+            Resource::ImageSizeTotal,
             "SUM(CASE WHEN i.size > 0 THEN i.size * \
              (SELECT COUNT(*) FROM image_locations l WHERE l.image_id = i.id) ELSE 0 END)",
         );
-        let stage = self.int_cast(&format!(
-            "SUM(CASE WHEN i.size > 0 AND (i.status IN ('uploading', 'importing') OR \
-             (i.status <> 'saving' AND {COPYING})) THEN i.size ELSE 0 END)"
-        ));
-        let uploading = self.int_cast(&format!(
-            "SUM(CASE WHEN i.status IN {RECEIVING} OR {COPYING} THEN 1 ELSE 0 END)"
-        ));
+        let stage = column(
+            Resource::ImageStageTotal,
+            &format!(
+                "SUM(CASE WHEN i.size > 0 AND (i.status IN ('uploading', 'importing') OR \
+                 (i.status <> 'saving' AND {COPYING})) THEN i.size ELSE 0 END)"
+            ),
+        );
+        let uploading = column(
+            Resource::ImageCountUploading,
+            &format!("SUM(CASE WHEN i.status IN {RECEIVING} OR {COPYING} THEN 1 ELSE 0 END)"),
+        );
         let mut q = self.sql(&format!(
             "SELECT {size} AS size_bytes, {stage} AS stage_bytes, COUNT(*) AS n, \
              {uploading} AS uploading FROM images i WHERE i.deleted = 0 \
              AND i.status NOT IN ('killed', 'deleted', 'pending_delete') AND i.owner = "
         ));
         q.bind(owner.to_owned());
-        if let Some(id) = except {
-            q.push(" AND i.id <> ").bind(id.as_str().to_owned());
-        }
         let row = sqlx::query_with(&q.text, q.args)
             .fetch_one(&mut *conn)
             .await?;
+        let int = |col: &str| -> Result<i64, DbError> {
+            // A literal 0 reads as a 32-bit integer on some databases.
+            match row.try_get::<i64, _>(col) {
+                Ok(v) => Ok(v),
+                Err(_) => Ok(i64::from(row.try_get::<i32, _>(col)?)),
+            }
+        };
         Ok(Usage {
-            size_bytes: row.try_get("size_bytes")?,
-            stage_bytes: row.try_get("stage_bytes")?,
-            count: row.try_get("n")?,
-            uploading: row.try_get("uploading")?,
+            size_bytes: int("size_bytes")?,
+            stage_bytes: int("stage_bytes")?,
+            count: int("n")?,
+            uploading: int("uploading")?,
         })
     }
 
-    /// The usage of `owner`'s images, for `/v2/info/usage`.
-    pub async fn usage(&self, owner: &str) -> Result<Usage, DbError> {
+    /// The usage of `owner`'s images in the resources of `need`.
+    pub async fn usage(&self, owner: &str, need: &[Resource]) -> Result<Usage, DbError> {
         let mut conn = self.read.acquire().await?;
-        self.usage_on(&mut conn, owner, None).await
+        self.usage_on(&mut conn, owner, need).await
     }
 
     /// Makes sure the project's lock row exists, outside any transaction (so that creating
     /// it never races inside one).
-    pub(crate) async fn ensure_lock_row(&self, project: &str) -> Result<(), DbError> {
+    pub(crate) async fn ensure_lock_row(&self, guard: &Guard<'_>) -> Result<(), DbError> {
+        // SQLite serialises writers with its own lock; elsewhere a row, made once.
+        let project = guard.project.as_str();
+        if self.dialect == Dialect::Sqlite || guard.quotas.has_lock_row(project) {
+            return Ok(());
+        }
         let mut q = self.sql(match self.dialect {
             Dialect::Sqlite => "INSERT OR IGNORE INTO quota_locks (project, n) VALUES (",
             Dialect::Mysql => "INSERT IGNORE INTO quota_locks (project, n) VALUES (",
@@ -129,17 +153,20 @@ impl Db {
         sqlx::query_with(&q.text, q.args)
             .execute(&self.write)
             .await?;
+        guard.quotas.made_lock_row(project);
         Ok(())
     }
 
     /// Runs `guard` in the transaction `conn`: takes the project's lock, counts the
     /// project's other images, and checks.
+    /// `stored`: `before` is the image as the database holds it (not a new image's blank).
     pub(crate) async fn run_guard(
         &self,
         conn: &mut AnyConnection,
         guard: Guard<'_>,
         before: &Image,
         after: &Image,
+        stored: bool,
     ) -> Result<(), DbError> {
         if self.dialect != Dialect::Sqlite {
             let mut q = self.sql("SELECT n FROM quota_locks WHERE project = ");
@@ -148,9 +175,14 @@ impl Db {
                 .fetch_optional(&mut *conn)
                 .await?;
         }
-        let others = self
-            .usage_on(&mut *conn, &guard.project, Some(&after.id))
+        // The project's usage less this image's stored share: counting by the index alone,
+        // without reading rows to leave the image out.
+        let mut others = self
+            .usage_on(&mut *conn, &guard.project, &guard.need)
             .await?;
+        if stored && before.owner.as_deref() == Some(guard.project.as_str()) {
+            others = others.minus(Usage::of(before));
+        }
         match (guard.check)(&guard.limits, &others, before, after) {
             Err(DomainError::TooLarge(_)) if guard.quotas.source.caches() => {
                 let fresh = guard.quotas.limits(&guard.project, true).await?;
@@ -308,7 +340,12 @@ fn limit_from_row(row: &AnyRow) -> Result<UnifiedLimit, DbError> {
 #[derive(Clone)]
 pub struct Quotas {
     source: Arc<dyn LimitSource>,
+    /// Projects whose lock row this process knows exists (forgotten past [`MAX_KNOWN`]).
+    lock_rows: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// Most projects remembered as having a lock row.
+const MAX_KNOWN: usize = 100_000;
 
 impl std::fmt::Debug for Quotas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,7 +355,25 @@ impl std::fmt::Debug for Quotas {
 
 impl Quotas {
     pub fn new(source: Arc<dyn LimitSource>) -> Self {
-        Quotas { source }
+        Quotas {
+            source,
+            lock_rows: Default::default(),
+        }
+    }
+
+    fn has_lock_row(&self, project: &str) -> bool {
+        self.lock_rows
+            .lock()
+            .is_ok_and(|known| known.contains(project))
+    }
+
+    fn made_lock_row(&self, project: &str) {
+        if let Ok(mut known) = self.lock_rows.lock() {
+            if known.len() >= MAX_KNOWN {
+                known.clear();
+            }
+            known.insert(project.to_owned());
+        }
     }
 
     /// The project's limits; `fresh` skips the source's cache.
@@ -338,8 +393,12 @@ impl Quotas {
         project: &str,
         deltas: &[(Resource, i64)],
     ) -> Result<Limits, DbError> {
-        let usage = db.usage(project).await?;
+        let need: Vec<Resource> = deltas.iter().map(|d| d.0).collect();
         let limits = self.limits(project, false).await?;
+        if limits.unlimited(&need) {
+            return Ok(limits);
+        }
+        let usage = db.usage(project, &need).await?;
         if quota::enforce(project, &limits, &usage, deltas).is_ok() {
             return Ok(limits);
         }
@@ -348,19 +407,25 @@ impl Quotas {
         Ok(limits)
     }
 
-    /// A guard of a change of `project`'s images, deciding with `check` on `limits`.
+    /// A guard of a change of `project`'s images, deciding with `check` on `limits`; none
+    /// when every resource it needs is unlimited.
     pub fn guard<'a>(
         &self,
         project: impl Into<String>,
         limits: Limits,
+        need: Vec<Resource>,
         check: impl Fn(&Limits, &Usage, &Image, &Image) -> Result<(), DomainError> + Send + Sync + 'a,
-    ) -> Guard<'a> {
-        Guard {
+    ) -> Option<Guard<'a>> {
+        if limits.unlimited(&need) {
+            return None;
+        }
+        Some(Guard {
             project: project.into(),
+            need,
             limits,
             quotas: self.clone(),
             check: Box::new(check),
-        }
+        })
     }
 
     /// The usage and limit of each resource, for `/v2/info/usage`.
@@ -369,7 +434,7 @@ impl Quotas {
         db: &Db,
         project: &str,
     ) -> Result<Vec<(Resource, i64, i64)>, DbError> {
-        let usage = db.usage(project).await?;
+        let usage = db.usage(project, &Resource::ALL).await?;
         let limits = self.limits(project, false).await?;
         Ok(Resource::ALL
             .iter()

@@ -214,7 +214,7 @@ impl Db {
         F: FnOnce(&mut Image, &mut Task) -> Result<T, DomainError>,
     {
         if let Some(g) = &guard {
-            self.ensure_lock_row(&g.project).await?;
+            self.ensure_lock_row(g).await?;
         }
         let mut tx = self.begin_write().await?;
         let img_before = self.fetch_one(&mut tx, image, true, true).await?;
@@ -222,7 +222,7 @@ impl Db {
         let (mut img, mut t) = (img_before.clone(), task_before.clone());
         let out = f(&mut img, &mut t)?;
         if let Some(g) = guard {
-            self.run_guard(&mut tx, g, &img_before, &img).await?;
+            self.run_guard(&mut tx, g, &img_before, &img, true).await?;
         }
         let a = self.write_image(&mut tx, &img_before, &mut img).await?;
         let b = self.write_task(&mut tx, &task_before, &mut t).await?;

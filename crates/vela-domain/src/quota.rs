@@ -61,6 +61,11 @@ impl Limits {
         self.0.get(&r).copied().unwrap_or(0)
     }
 
+    /// Whether every resource of `rs` is unlimited (nothing to check).
+    pub fn unlimited(&self, rs: &[Resource]) -> bool {
+        rs.iter().all(|r| self.of(*r) < 0)
+    }
+
     /// Resolves project limits over registered defaults, by resource name; names Vela does not
     /// count are ignored.
     pub fn resolve<'a>(
@@ -118,6 +123,15 @@ impl Usage {
             stage_bytes: self.stage_bytes.saturating_add(o.stage_bytes),
             count: self.count.saturating_add(o.count),
             uploading: self.uploading.saturating_add(o.uploading),
+        }
+    }
+
+    pub fn minus(self, o: Usage) -> Usage {
+        Usage {
+            size_bytes: self.size_bytes.saturating_sub(o.size_bytes).max(0),
+            stage_bytes: self.stage_bytes.saturating_sub(o.stage_bytes).max(0),
+            count: self.count.saturating_sub(o.count).max(0),
+            uploading: self.uploading.saturating_sub(o.uploading).max(0),
         }
     }
 

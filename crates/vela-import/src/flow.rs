@@ -345,9 +345,15 @@ impl Run {
         let limits = quotas.limits(project, false).await?;
         let direct = matches!(method, ImportMethod::GlanceDirect);
         let owner = project.clone();
-        Ok(Some(quotas.guard(
+        let need = if direct {
+            vec![Resource::ImageSizeTotal]
+        } else {
+            vec![Resource::ImageStageTotal, Resource::ImageCountUploading]
+        };
+        Ok(quotas.guard(
             project.clone(),
             limits,
+            need,
             move |limits, others, before, after| {
                 let size = quota::mib(before.size.unwrap_or(0).max(0) as u64);
                 let was = others.plus(Usage::of(before));
@@ -363,7 +369,7 @@ impl Run {
                 let now = others.plus(Usage::of(after));
                 quota::enforce(&owner, limits, &now, &[(Resource::ImageCountUploading, 0)])
             },
-        )))
+        ))
     }
 
     fn check_cancelled(&self) -> Result<(), ImportError> {

@@ -188,8 +188,8 @@ async fn prepare(
     let scoped = crate::quota::precheck(state, ctx, &[budget]).await?;
     let start_guard = scoped
         .as_ref()
-        .map(|s| s.guard(true, vec![(Resource::ImageCountUploading, 0)]));
-    let commit_guard = scoped.map(|s| s.guard(false, vec![budget]));
+        .and_then(|s| s.guard(true, vec![(Resource::ImageCountUploading, 0)]));
+    let commit_guard = scoped.and_then(|s| s.guard(false, vec![budget]));
 
     let lease = lease_micros(state);
     let (action, receiving) = match target {

@@ -209,12 +209,12 @@ impl Db {
         guard: Option<Guard<'_>>,
     ) -> Result<(), DbError> {
         if let Some(g) = &guard {
-            self.ensure_lock_row(&g.project).await?;
+            self.ensure_lock_row(g).await?;
         }
         let mut tx = self.begin_write().await?;
         let empty = Image::new(img.id.clone(), None, 0);
         if let Some(g) = guard {
-            self.run_guard(&mut tx, g, &empty, img).await?;
+            self.run_guard(&mut tx, g, &empty, img, false).await?;
         }
         let rows = self
             .noting()
@@ -268,14 +268,14 @@ impl Db {
         F: FnOnce(&mut Image) -> Result<T, DomainError>,
     {
         if let Some(g) = &guard {
-            self.ensure_lock_row(&g.project).await?;
+            self.ensure_lock_row(g).await?;
         }
         let mut tx = self.begin_write().await?;
         let before = self.fetch_one(&mut tx, id, include_deleted, true).await?;
         let mut after = before.clone();
         let out = f(&mut after)?;
         if let Some(g) = guard {
-            self.run_guard(&mut tx, g, &before, &after).await?;
+            self.run_guard(&mut tx, g, &before, &after, true).await?;
         }
         if self.write_image(&mut tx, &before, &mut after).await? {
             tx.commit().await?;
