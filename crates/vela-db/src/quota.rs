@@ -2,8 +2,8 @@
 //! the embedded identity service.
 //!
 //! A guarded change locks its project's `quota_locks` row (SQLite: the write lock every
-//! write transaction already holds), then counts the project's other images and lets the
-//! guard decide, in the same transaction as the change. Concurrent guarded changes of one
+//! write transaction already holds), then counts the project's images (less the changed
+//! image's stored share) and lets the guard decide, in the same transaction as the change. Concurrent guarded changes of one
 //! project therefore decide one after the other, each seeing what the previous committed.
 
 use sqlx::any::AnyRow;
