@@ -27,3 +27,13 @@ bench_wrk() {
   errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   printf '%-48s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
 }
+
+# bench_serve BIN DIR: starts `vela serve` on DIR (with DIR/vela.toml) on a free port and waits
+# for it; sets PID, URL and TOKEN (an admin token, see bench_token).
+bench_serve() {
+  "$1" --config "$2/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$2" >"$2/out" 2>"$2/err" &
+  PID=$!
+  for _ in $(seq 100); do grep -q listening "$2/out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^vela listening on //p' "$2/out")
+  TOKEN=$(bench_token "$URL")
+}

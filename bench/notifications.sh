@@ -57,11 +57,7 @@ topics = ["vela-bench"]
 EOF
   "$BIN" --data-dir "$dir" db migrate >/dev/null 2>&1
   bench_bootstrap "$BIN" "$dir"
-  "$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
-  PID=$!
-  for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^vela listening on //p' "$dir/out")
-  TOKEN=$(bench_token "$URL")
+  bench_serve "$BIN" "$dir"
 }
 
 cat >"$ROOT/create.lua" <<'LUA'

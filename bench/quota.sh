@@ -43,11 +43,7 @@ start() { # start NAME ENABLED
   for r in image_size_total image_stage_total image_count_total image_count_uploading; do
     "$BIN" --config "$dir/vela.toml" --data-dir "$dir" identity limit default "$r" 100000000 >/dev/null 2>&1
   done
-  "$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
-  PID=$!
-  for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^vela listening on //p' "$dir/out")
-  TOKEN=$(bench_token "$URL")
+  bench_serve "$BIN" "$dir"
 }
 
 cat >"$ROOT/create.lua" <<'LUA'
