@@ -393,6 +393,28 @@ async fn embedded_identity_serves_unified_limits_like_keystone() {
     assert_eq!(made["registered_limits"].as_array().unwrap().len(), 4);
     let resp = call(&admin, Method::POST, "/v3/registered_limits", Some(body)).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
+    // Bad values are 400s: a limit below -1, an unknown service or region, an overlong name,
+    // an empty or oversized list, a body that is not JSON.
+    let long = "x".repeat(256);
+    for bad in [
+        json!({"registered_limits": [{"service_id": service, "resource_name": "r1", "default_limit": -2}]}),
+        json!({"registered_limits": [{"service_id": "nope", "resource_name": "r2", "default_limit": 1}]}),
+        json!({"registered_limits": [{"service_id": service, "region_id": "Elsewhere", "resource_name": "r3", "default_limit": 1}]}),
+        json!({"registered_limits": [{"service_id": service, "resource_name": long, "default_limit": 1}]}),
+        json!({"registered_limits": [{"service_id": service, "resource_name": "r4", "default_limit": "1"}]}),
+        json!({"registered_limits": []}),
+        json!({"registered_limits": vec![json!({}); 101]}),
+        json!("not an object"),
+    ] {
+        let resp = call(
+            &admin,
+            Method::POST,
+            "/v3/registered_limits",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
     let resp = with_token(
         &app,
         Method::GET,
