@@ -16,16 +16,32 @@ bench_token() {
 }
 
 # bench_wrk LABEL WRK_ARGS...: wrk for $DURATION s, 2 threads, 8 connections; prints one line:
-# requests/s, median and 99th-percentile latency, and the count of non-2xx answers.
+# requests/s, median and 99th-percentile latency, and the count of non-2xx answers. Leaves the
+# requests/s in BENCH_RPS. With BENCH_CPU=1 and the server's PID in PID, a second line gives
+# the CPU time per request of the server, the database server and the broker (bench/cpu.py),
+# and BENCH_CPU_LINE holds it.
 bench_wrk() {
   local label=$1; shift
-  local out rps p50 p99 errs
+  local out rps p50 p99 errs n cpu0
+  local cpu_py
+  cpu_py="$(dirname "${BASH_SOURCE[0]}")/cpu.py"
+  if [ "${BENCH_CPU:-}" = 1 ] && [ -n "${PID:-}" ]; then
+    cpu0=$(mktemp)
+    python3 "$cpu_py" snap "$PID" >"$cpu0"
+  fi
   out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   errs=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   printf '%-48s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${errs:-0}"
+  BENCH_RPS=$rps
+  if [ -n "${cpu0:-}" ]; then
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    BENCH_CPU_LINE=$(python3 "$cpu_py" per "$cpu0" <(python3 "$cpu_py" snap "$PID") "$n")
+    echo "    CPU us per request: $BENCH_CPU_LINE"
+    rm -f "$cpu0"
+  fi
 }
 
 # bench_serve BIN DIR: starts `vela serve` on DIR (with DIR/vela.toml) on a free port and waits

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Notification benchmark (not a test): image creates per second with notifications off and
-# with driver = "messagingv2" to the machine's RabbitMQ (each create then also writes its
-# image.create to the outbox, and the sender publishes it), with notifications on and the
-# broker unreachable (the outbox alone), then how fast the sender drains
-# a backlog of outbox rows (messages/s with publisher confirms). wrk -t2 -c8 on this machine.
+# Notification benchmark (not a test): image creates per second with notifications off, with
+# notifications on and the broker unreachable (every create also writes its image.create to the
+# outbox: the outbox alone), and with driver = "messagingv2" to the machine's RabbitMQ (the
+# sender also publishes, and the broker runs on the same two cores). The three runs repeat
+# ROUNDS times, interleaved, each on a new database; the summary gives each mode's median and
+# its cost against "off". Then how fast the sender drains a backlog of outbox rows (messages/s
+# with publisher confirms). wrk -t2 -c8 on this machine.
 #
 #   bash bench/notifications.sh              # SQLite
 #   DB=postgres bash bench/notifications.sh  # the local PostgreSQL (throw-away databases)
-#   DURATION=20 AMQP_URL=rabbit://guest:guest@127.0.0.1:5672/ bash bench/notifications.sh
+#   ROUNDS=5 DURATION=20 AMQP_URL=rabbit://guest:guest@127.0.0.1:5672/ bash bench/notifications.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 DB=${DB:-sqlite}
 AMQP_URL=${AMQP_URL:-rabbit://guest:guest@127.0.0.1:5672/}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -20,11 +23,12 @@ BIN=${CARGO_TARGET_DIR:-target}/release/vela
 PGBASE=${VELA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 ROOT=$(mktemp -d /var/tmp/vela-notify-bench.XXXXXX)
 PID=
+DBS=
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
   rm -rf "$ROOT"
-  for d in off away on; do
-    [ "$DB" = postgres ] && psql "$PGBASE/postgres" -qc "DROP DATABASE IF EXISTS vela_nbench_${d}_$$ WITH (FORCE)" >/dev/null 2>&1 || true
+  for d in $DBS; do
+    psql "$PGBASE/postgres" -qc "DROP DATABASE IF EXISTS vela_nbench_${d}_$$ WITH (FORCE)" >/dev/null 2>&1 || true
   done
   # The benchmark's queues on the shared broker.
   if command -v rabbitmqctl >/dev/null; then
@@ -45,6 +49,7 @@ start() { # start NAME DRIVER [TRANSPORT_URL]
   local dir="$ROOT/$1"
   mkdir -p "$dir"
   if [ "$DB" = postgres ]; then
+    DBS="$DBS $1"
     psql "$PGBASE/postgres" -qc "CREATE DATABASE vela_nbench_${1}_$$" >/dev/null
     export VELA_DATABASE__URL="$PGBASE/vela_nbench_${1}_$$"
   fi
@@ -66,31 +71,64 @@ wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; broker ${AMQP_URL##*@}"
-start off noop
-bench_wrk "create image, notifications off" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; $ROUNDS rounds; broker ${AMQP_URL##*@}"
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+export BENCH_CPU=1
+declare -A RPS=([off]="" [away]="" [on]="") CPU=([off]="" [away]="" [on]="")
+for r in $(seq "$ROUNDS"); do
+  start "off$r" noop
+  bench_wrk "[$r] create image, notifications off" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+  RPS[off]+=" $BENCH_RPS"; CPU[off]+="$BENCH_CPU_LINE;"
+  stop
 
-# The outbox alone: notifications on, the broker unreachable (nothing is published, every
-# create also writes its row). This is the cost on the API path.
-start away messagingv2 "rabbit://guest:guest@127.0.0.1:9/"
-bench_wrk "create image, notifications on, broker away" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
-echo "outbox rows kept while the broker is away: $(depth "$ROOT/away")"
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+  # The outbox alone: the broker is unreachable, so nothing is published and every create
+  # also writes its row. This is the cost on the API path.
+  start "away$r" messagingv2 "rabbit://guest:guest@127.0.0.1:9/"
+  bench_wrk "[$r] create image, notifications on, broker away" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+  RPS[away]+=" $BENCH_RPS"; CPU[away]+="$BENCH_CPU_LINE;"
+  echo "    outbox rows kept while the broker is away: $(depth "$ROOT/away$r")"
+  stop
 
-start on messagingv2
-bench_wrk "create image, notifications on (messagingv2)" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
-left=$(depth "$ROOT/on")
-t0=$(date +%s.%N)
-while [ "$(depth "$ROOT/on")" != 0 ]; do sleep 0.2; done
-t1=$(date +%s.%N)
-echo "outbox left after the run: $left; drained in $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
-echo "server peak RSS (notifications on): $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"
+  start "on$r" messagingv2
+  bench_wrk "[$r] create image, notifications on (messagingv2)" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
+  RPS[on]+=" $BENCH_RPS"; CPU[on]+="$BENCH_CPU_LINE;"
+  left=$(depth "$ROOT/on$r")
+  t0=$(date +%s.%N)
+  while [ "$(depth "$ROOT/on$r")" != 0 ]; do sleep 0.2; done
+  t1=$(date +%s.%N)
+  echo "    outbox left after the run: $left; drained in $(python3 -c "print(f'{$t1-$t0:.1f}')") s;" \
+    "server peak RSS $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"
+  [ "$r" = "$ROUNDS" ] || stop
+done
+python3 - "${RPS[off]}" "${RPS[away]}" "${RPS[on]}" "${CPU[off]}" "${CPU[away]}" "${CPU[on]}" <<'PY'
+import statistics, sys
+rps = [[float(x) for x in a.split()] for a in sys.argv[1:4]]
+def cpu(arg):  # "vela 330 postgres 300 broker 10;..." -> per group, the runs' values
+    out = {}
+    for run in filter(None, arg.split(";")):
+        f = run.split()
+        for g, v in zip(f[::2], f[1::2]):
+            out.setdefault(g, []).append(float(v))
+    return out
+cpus = [cpu(a) for a in sys.argv[4:7]]
+base = statistics.median(rps[0])
+def ours(c):  # the server's and the database's CPU per create
+    return statistics.median([sum(v) for v in zip(*(c[g] for g in c if g != "broker"))] or [0])
+base_cpu = ours(cpus[0])
+labels = ("off", "on, broker away (outbox alone)", "on, publishing")
+for label, runs, c in zip(labels, rps, cpus):
+    m = statistics.median(runs)
+    broker = statistics.median(c.get("broker") or [0])
+    print(f"median creates/s, notifications {label:31} {m:8.0f}  ({(m - base) / base * 100:+5.1f} %)"
+          f"   CPU us/create server+database {ours(c):4.0f} ({(ours(c) - base_cpu) / base_cpu * 100:+5.1f} %),"
+          f" broker {broker:3.0f}")
+PY
 
 # Drain rate: a backlog built while the sender is away (the server stopped), then sent.
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+stop
 N=20000
-python3 - "$ROOT/on" "$N" "$DB" <<'PY'
+dir="$ROOT/on$ROUNDS"
+python3 - "$dir" "$N" "$DB" <<'PY'
 import json, os, subprocess, sys, time, uuid
 d, n, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 payload = {"id": str(uuid.uuid4()), "name": "backlog", "status": "queued"}
@@ -110,7 +148,6 @@ else:
     c.executemany("INSERT INTO notification_outbox (priority, message, created_at) VALUES (?, ?, ?)", rows)
     c.commit()
 PY
-dir="$ROOT/on"
 "$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
 PID=$!
 t0=$(date +%s.%N)

@@ -275,11 +275,20 @@ impl Db {
 
     /// Deletes sent notifications.
     pub async fn outbox_remove(&self, seqs: &[i64]) -> Result<(), DbError> {
-        if seqs.is_empty() {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Ok(());
-        }
-        let mut q = self.sql("DELETE FROM notification_outbox WHERE seq IN ");
-        q.bind_list(seqs.iter().copied());
+        };
+        // Seqs without a gap (the usual case) are exactly the rows of their range: one short
+        // statement whose text does not change with the batch size, so it stays prepared.
+        let q = if seqs.windows(2).all(|w| w[1] == w[0] + 1) {
+            let mut q = self.sql("DELETE FROM notification_outbox WHERE seq >= ");
+            q.bind(first).push(" AND seq <= ").bind(last);
+            q
+        } else {
+            let mut q = self.sql("DELETE FROM notification_outbox WHERE seq IN ");
+            q.bind_list(seqs.iter().copied());
+            q
+        };
         sqlx::query_with(&q.text, q.args)
             .execute(&self.write)
             .await?;

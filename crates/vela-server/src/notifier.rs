@@ -24,7 +24,7 @@ use vela_domain::notify::{Filter, Priority};
 use vela_domain::Secret;
 
 /// Messages read from the outbox at a time.
-const BATCH: i64 = 200;
+const BATCH: i64 = 500;
 /// How long the sender lease lasts without renewal; another node takes over after it.
 const LEASE: Duration = Duration::from_secs(30);
 /// Connecting, declaring and each confirm must finish within this.
@@ -33,7 +33,7 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// After a write woke the sender, it waits this long so that one round sends what many
 /// requests wrote (and the writing transaction has committed).
-const COALESCE: Duration = Duration::from_millis(50);
+const COALESCE: Duration = Duration::from_millis(200);
 /// Retry delays after a failure: doubling up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -330,6 +330,11 @@ impl Link {
 
     /// Publishes `batch` in order and waits for the confirms: the seqs the broker took, and
     /// the error that stopped the rest.
+    ///
+    /// Every message is queued before any write is awaited: lapin queues a message's frames
+    /// (and numbers it for the confirm) on the first poll of its publish, so polling each
+    /// publish once, in turn, fixes the order, and its I/O thread then writes the whole batch
+    /// at once instead of being woken and waited for message by message.
     async fn publish(
         &self,
         batch: &[OutboxMessage],
@@ -339,30 +344,52 @@ impl Link {
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
             .with_delivery_mode(2);
-        let mut pending = Vec::with_capacity(batch.len());
-        for m in batch {
-            let body =
-                serde_json::json!({"oslo.version": "2.0", "oslo.message": m.message}).to_string();
-            let mut confirms = Vec::with_capacity(s.topics.len());
-            for topic in &s.topics {
-                let key = format!("{topic}.{}", m.priority.topic_suffix());
-                match timed(
-                    "publishing",
-                    self.channel.basic_publish(
-                        &s.exchange,
-                        &key,
-                        BasicPublishOptions::default(),
-                        body.as_bytes(),
-                        props.clone(),
-                    ),
-                )
-                .await
-                {
-                    Ok(c) => confirms.push(c),
-                    Err(e) => return (confirmed(pending).await.0, Some(e)),
+        let keys: Vec<[String; 2]> = s
+            .topics
+            .iter()
+            .map(|t| [Priority::Info, Priority::Error].map(|p| format!("{t}.{}", p.topic_suffix())))
+            .collect();
+        let bodies: Vec<String> = batch
+            .iter()
+            .map(|m| {
+                serde_json::json!({"oslo.version": "2.0", "oslo.message": m.message}).to_string()
+            })
+            .collect();
+        let mut queued = Vec::with_capacity(batch.len() * keys.len());
+        for (m, body) in batch.iter().zip(&bodies) {
+            for k in &keys {
+                let key = &k[usize::from(m.priority == Priority::Error)];
+                let mut publish = Box::pin(self.channel.basic_publish(
+                    &s.exchange,
+                    key,
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    props.clone(),
+                ));
+                let first = futures::poll!(publish.as_mut());
+                queued.push((m.seq, first, publish));
+            }
+        }
+        let mut pending: Vec<(i64, Vec<lapin::publisher_confirm::PublisherConfirm>)> =
+            Vec::with_capacity(batch.len());
+        for (seq, first, publish) in queued {
+            let written = match first {
+                std::task::Poll::Ready(r) => r.context("publishing"),
+                std::task::Poll::Pending => timed("publishing", publish).await,
+            };
+            match written {
+                Ok(c) => match pending.last_mut() {
+                    Some((last, confirms)) if *last == seq => confirms.push(c),
+                    _ => pending.push((seq, vec![c])),
+                },
+                Err(e) => {
+                    // A message not fully written counts as not sent.
+                    if pending.last().is_some_and(|(last, _)| *last == seq) {
+                        pending.pop();
+                    }
+                    return (confirmed(pending).await.0, Some(e));
                 }
             }
-            pending.push((m.seq, confirms));
         }
         confirmed(pending).await
     }

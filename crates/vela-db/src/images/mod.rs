@@ -211,15 +211,16 @@ impl Db {
         if let Some(g) = &guard {
             self.ensure_lock_row(g).await?;
         }
+        // Built before the transaction, which on SQLite holds the one writer.
+        let rows = self
+            .noting()
+            .then(|| self.outbox_rows(notify::image_created(img)))
+            .flatten();
         let mut tx = self.begin_write().await?;
         let empty = Image::new(img.id.clone(), None, 0);
         if let Some(g) = guard {
             self.run_guard(&mut tx, g, &empty, img, false).await?;
         }
-        let rows = self
-            .noting()
-            .then(|| self.outbox_rows(notify::image_created(img)))
-            .flatten();
         let mut q = self.sql("");
         self.outbox_before(&mut q, rows.as_ref());
         q.push(&format!("INSERT INTO images ({COLUMNS}) VALUES "));
