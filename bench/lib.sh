@@ -44,6 +44,16 @@ bench_wrk() {
   fi
 }
 
+# bench_create_lua FILE [FIELDS]: a wrk script that creates an image (raw, bare, named
+# bench-create) with the extra JSON FIELDS (`"os_distro": "x"`).
+bench_create_lua() {
+  cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "bare"${2:+, $2}}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}
+
 # bench_serve BIN DIR: starts `vela serve` on DIR (with DIR/vela.toml) on a free port and waits
 # for it; sets PID, URL and TOKEN (an admin token, see bench_token).
 bench_serve() {

@@ -82,10 +82,6 @@ run "list 20, name filter" "$URL/v2/images?limit=20&name=image-$(printf %06d $((
 run "list 20, tag+property+status" "$URL/v2/images?limit=20&tag=tag-7&os_distro=ubuntu&status=active"
 run "list 20, sort name asc + marker" "$URL/v2/images?limit=20&sort=name:asc&marker=$MID"
 run "list 20, size_min + sort size" "$URL/v2/images?limit=20&size_min=5000000000&sort_key=size&sort_dir=asc"
-cat >"$DIR/create.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "bare", "os_distro": "x"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+bench_create_lua "$DIR/create.lua" '"os_distro": "x"'
 run "create image" -s "$DIR/create.lua" "$URL/v2/images"
 echo "server peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"

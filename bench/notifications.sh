@@ -65,11 +65,7 @@ EOF
   bench_serve "$BIN" "$dir"
 }
 
-cat >"$ROOT/create.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "bare", "os_distro": "x"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+bench_create_lua "$ROOT/create.lua" '"os_distro": "x"'
 
 echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; $ROUNDS rounds; broker ${AMQP_URL##*@}"
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }

@@ -46,11 +46,7 @@ start() { # start NAME ENABLED
   bench_serve "$BIN" "$dir"
 }
 
-cat >"$ROOT/create.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"name": "bench-create", "disk_format": "raw", "container_format": "bare"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+bench_create_lua "$ROOT/create.lua"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$ROOT/data.bin"
 
 uploads() { # uploads LABEL: PARALLEL uploads of data.bin at once, MB/s over all of them
