@@ -602,9 +602,82 @@ async fn cinder_concurrent_reads_share_an_attachment() {
     assert_eq!(md5_of(a.body).await, want);
     assert_eq!(md5_of(b.body).await, want);
     // Once both are done the volume can be deleted (its attachment is removed first).
+    delete_once_read(&store, &stored.location).await;
+}
+
+/// A token of the store's Cinder user and the project's Cinder endpoint (`CINDER_URL` with
+/// the project id), for calls the store does not make.
+#[cfg(feature = "rbd")]
+async fn cinder_session(http: &reqwest::Client) -> (String, String) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let scope = |name: String| serde_json::json!({"name": name, "domain": {"id": "default"}});
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": var("CINDER_USER"), "domain": {"id": "default"},
+            "password": var("CINDER_PASSWORD")}}},
+        "scope": {"project": scope(var("CINDER_PROJECT"))}}});
+    let r = http
+        .post(format!("{}/auth/tokens", var("CINDER_AUTH_URL")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let project = v["token"]["project"]["id"].as_str().unwrap();
+    (format!("{}/{project}", var("CINDER_URL")), token)
+}
+
+/// An attach that failed half way leaves its attachment `reserved`, which holds the volume (it
+/// is not multi-attach). A download removes it once it has stayed reserved a while, and reads.
+#[cfg(feature = "rbd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cinder_read_removes_an_attachment_left_reserved() {
+    let Some(cfg) = cinder_config(None) else {
+        return;
+    };
+    let store = vela_store::cinder::CinderStore::new("cinder", cfg).unwrap();
+    let stored = store.put(&image_id(), data(6, MIB)).await.unwrap();
+    let volume = vela_store::cinder::volume_of(stored.location.as_str(), "cinder").unwrap();
+    let http = reqwest::Client::new();
+    let (cinder, token) = cinder_session(&http).await;
+    let call = |method: reqwest::Method, path: String| {
+        http.request(method, format!("{cinder}{path}"))
+            .header("x-auth-token", &token)
+            .header("openstack-api-version", "volume 3.54")
+    };
+    // An attachment without a connector is only a reservation.
+    let r = call(reqwest::Method::POST, "/attachments".into())
+        .json(&serde_json::json!({"attachment": {"volume_uuid": volume}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let v: serde_json::Value = r.json().await.unwrap();
+    let reserved = v["attachment"]["id"].as_str().unwrap().to_owned();
+
+    let t0 = std::time::Instant::now();
+    let got = store.get(&stored.location, None).await.unwrap();
+    assert_eq!(md5_of(got.body).await, md5_of(data(6, MIB)).await);
+    assert!(
+        t0.elapsed().as_secs() >= 10,
+        "read before the reservation went stale"
+    );
+    let r = call(reqwest::Method::GET, format!("/attachments/{reserved}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    delete_once_read(&store, &stored.location).await;
+}
+
+/// Deletes a Cinder image once the downloads that ended have let its attachment go.
+#[cfg(feature = "rbd")]
+async fn delete_once_read(store: &vela_store::cinder::CinderStore, location: &LocationUrl) {
     let t0 = std::time::Instant::now();
     loop {
-        match store.delete(&stored.location).await {
+        match store.delete(location).await {
             Ok(()) => break,
             Err(StoreError::InUse(_)) if t0.elapsed().as_secs() < 30 => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await

@@ -555,7 +555,6 @@ async fn cinder_volumes_named(name: &str) -> Vec<Value> {
 /// with the attachment the dead node left on it.
 #[tokio::test]
 async fn a_node_killed_during_a_cinder_upload_leaves_no_volume() {
-    use tokio::io::AsyncWriteExt;
     let Some(section) = cinder_section() else {
         return;
     };
@@ -580,13 +579,13 @@ async fn a_node_killed_during_a_cinder_upload_leaves_no_volume() {
     let head = format!(
         "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
     );
-    sock.write_all(head.as_bytes()).await.unwrap();
+    send_or_show_answer(&mut sock, head.as_bytes()).await;
     // Send data until the volume is attached and being written, then a little more.
     let chunk = vec![7u8; 1 << 20];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut sent = 0;
     loop {
-        sock.write_all(&chunk).await.unwrap();
+        send_or_show_answer(&mut sock, &chunk).await;
         sent += chunk.len();
         let vols = cinder_volumes_named(&volume_name).await;
         if vols.iter().any(|v| v["status"] == "in-use") {
@@ -598,7 +597,7 @@ async fn a_node_killed_during_a_cinder_upload_leaves_no_volume() {
         );
     }
     for _ in 0..16 {
-        sock.write_all(&chunk).await.unwrap();
+        send_or_show_answer(&mut sock, &chunk).await;
     }
     victim.kill();
     assert_eq!(cinder_volumes_named(&volume_name).await.len(), 1);
@@ -631,4 +630,22 @@ async fn a_node_killed_during_a_cinder_upload_leaves_no_volume() {
         StatusCode::NO_CONTENT
     );
     assert!(cinder_volumes_named(&volume_name).await.is_empty());
+}
+
+/// Writes `data` to an upload in progress; when the server has stopped reading, fails with what
+/// it answered.
+async fn send_or_show_answer(sock: &mut tokio::net::TcpStream, data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Err(e) = sock.write_all(data).await {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            sock.read_to_end(&mut answer),
+        )
+        .await;
+        panic!(
+            "the server stopped reading the upload ({e}); it answered: {} ({read:?})",
+            String::from_utf8_lossy(&answer)
+        );
+    }
 }

@@ -22,6 +22,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most volumes one listing reads (garbage collection), in pages of `PAGE`.
 const MAX_LISTED: usize = 100_000;
 const PAGE: usize = 500;
+/// An attachment `reserved` this long is an attach that failed half way (Cinder reserved the
+/// volume, then could not connect it): it holds a volume that is not multi-attach, so it goes.
+const STALE_RESERVATION: Duration = Duration::from_secs(10);
 /// A token is renewed this long before Keystone says it expires.
 const TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
@@ -392,6 +395,66 @@ impl CinderApi {
         }
     }
 
+    /// Attaches like [`CinderApi::attach`], trying again for up to `patience` while the volume is
+    /// busy: another attachment holds it (it is not multi-attach), or one is still going away.
+    /// An attachment left `reserved` for [`STALE_RESERVATION`] is removed on the way.
+    pub async fn attach_when_free(
+        &self,
+        id: &str,
+        mode: &str,
+        patience: Duration,
+    ) -> Result<Attachment, StoreError> {
+        let deadline = Instant::now() + patience;
+        let mut reserved_since: HashMap<String, Instant> = HashMap::new();
+        loop {
+            match self.attach(id, mode).await {
+                Ok(a) => return Ok(a),
+                Err(StoreError::Unavailable(m)) if Instant::now() < deadline => {
+                    tracing::debug!(volume = id, error = %m, "volume busy, attaching again");
+                    if let Err(e) = self
+                        .remove_stale_reservations(id, &mut reserved_since)
+                        .await
+                    {
+                        tracing::debug!(volume = id, error = %e, "could not look for stale attachments");
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Removes the volume's attachments that `reserved_since` has seen `reserved` for longer
+    /// than [`STALE_RESERVATION`]; records the ones newly seen.
+    async fn remove_stale_reservations(
+        &self,
+        id: &str,
+        reserved_since: &mut HashMap<String, Instant>,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let reserved: Vec<String> = self
+            .list_attachments(id)
+            .await?
+            .into_iter()
+            .filter(|a| a["status"] == "reserved")
+            .filter_map(|a| a["id"].as_str().map(str::to_owned))
+            .collect();
+        reserved_since.retain(|att, _| reserved.contains(att));
+        for att in reserved {
+            let since = *reserved_since.entry(att.clone()).or_insert(now);
+            if now.duration_since(since) >= STALE_RESERVATION {
+                tracing::warn!(
+                    volume = id,
+                    attachment = att,
+                    "removing an attachment left reserved"
+                );
+                self.detach(&att).await?;
+                reserved_since.remove(&att);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes an attachment (a missing one is fine).
     pub async fn detach(&self, attachment_id: &str) -> Result<(), StoreError> {
         let (status, v) = self
@@ -416,7 +479,17 @@ impl CinderApi {
 
     /// The ids of the volume's attachments (any state, reserved ones included).
     pub async fn attachments_of(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let v = self
+        Ok(self
+            .list_attachments(id)
+            .await?
+            .into_iter()
+            .filter_map(|a| a["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The volume's attachments as Cinder summarises them (`id`, `status`, ...).
+    async fn list_attachments(&self, id: &str) -> Result<Vec<Value>, StoreError> {
+        let mut v = self
             .call_ok(
                 Method::GET,
                 &format!("/attachments?volume_id={id}"),
@@ -424,12 +497,10 @@ impl CinderApi {
                 "listing attachments",
             )
             .await?;
-        Ok(v["attachments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["id"].as_str().map(str::to_owned))
-            .collect())
+        Ok(match v["attachments"].take() {
+            Value::Array(all) => all,
+            _ => Vec::new(),
+        })
     }
 
     /// Grows a detached volume to `size_gib` and waits until it is available again.

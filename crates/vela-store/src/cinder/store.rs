@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -24,8 +24,9 @@ const GIB: u64 = 1 << 30;
 const CHUNK: usize = 8 << 20;
 /// The metadata key that marks an upload in progress (`partial`) or done (`complete`).
 const UPLOAD_KEY: &str = "vela_upload";
-/// Longest wait for another reader's attachment of a volume to go away.
-const ATTACH_RETRY: Duration = Duration::from_secs(30);
+/// Longest wait for another attachment of a volume to go away (a reader's, or one an attach
+/// that failed half way left reserved).
+const ATTACH_RETRY: Duration = Duration::from_secs(45);
 
 /// Detaches in progress, by volume: a new reader of the volume waits for them first.
 type Detaching = Arc<StdMutex<HashMap<String, tokio::task::JoinHandle<()>>>>;
@@ -137,7 +138,10 @@ impl CinderStore {
         let mut buf = BytesMut::with_capacity(CHUNK);
         let (mut written, mut ended) = (0u64, false);
         loop {
-            let attachment = self.api.attach(volume, "rw").await?;
+            let attachment = self
+                .api
+                .attach_when_free(volume, "rw", ATTACH_RETRY)
+                .await?;
             let result = async {
                 let mut image = self.open(&attachment.connection, false).await?;
                 let full = loop {
@@ -191,18 +195,11 @@ impl CinderStore {
         if let Some(task) = pending {
             let _ = task.await;
         }
-        // Another node's reader may hold the volume (it is not multi-attach): retry a while.
-        let deadline = Instant::now() + ATTACH_RETRY;
-        let attachment = loop {
-            match self.api.attach(volume, "ro").await {
-                Ok(a) => break a,
-                Err(StoreError::Unavailable(m)) if Instant::now() < deadline => {
-                    tracing::debug!(volume, error = %m, "volume busy, attaching again");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        // Another node's reader may hold the volume (it is not multi-attach).
+        let attachment = self
+            .api
+            .attach_when_free(volume, "ro", ATTACH_RETRY)
+            .await?;
         let r = Arc::new(Reader {
             api: self.api.clone(),
             volume: volume.to_owned(),
