@@ -19,7 +19,7 @@ bench_token() {
 # requests/s, median and 99th-percentile latency, and the count of non-2xx answers. Leaves the
 # requests/s in BENCH_RPS. With BENCH_CPU=1 and the server's PID in PID, a second line gives
 # the CPU time per request of the server, the database server and the broker (bench/cpu.py),
-# and BENCH_CPU_LINE holds it.
+# and BENCH_CPU_LINE holds it. BENCH_CLIENT_CPUS (a taskset CPU list) pins wrk.
 bench_wrk() {
   local label=$1; shift
   local out rps p50 p99 errs n cpu0
@@ -29,7 +29,7 @@ bench_wrk() {
     cpu0=$(mktemp)
     python3 "$cpu_py" snap "$PID" >"$cpu0"
   fi
-  out=$(wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
+  out=$(${BENCH_CLIENT_CPUS:+taskset -c "$BENCH_CLIENT_CPUS"} wrk -t2 -c8 -d"${DURATION}s" --latency "$@")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -55,9 +55,11 @@ LUA
 }
 
 # bench_serve BIN DIR: starts `vela serve` on DIR (with DIR/vela.toml) on a free port and waits
-# for it; sets PID, URL and TOKEN (an admin token, see bench_token).
+# for it; sets PID, URL and TOKEN (an admin token, see bench_token). BENCH_SERVER_CPUS (a
+# taskset CPU list) pins the server.
 bench_serve() {
-  "$1" --config "$2/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$2" >"$2/out" 2>"$2/err" &
+  ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$1" --config "$2/vela.toml" serve \
+    --bind 127.0.0.1:0 --data-dir "$2" >"$2/out" 2>"$2/err" &
   PID=$!
   for _ in $(seq 100); do grep -q listening "$2/out" 2>/dev/null && break; sleep 0.1; done
   URL=$(sed -n 's/^vela listening on //p' "$2/out")

@@ -37,6 +37,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# PIN=1: the broker runs as if on a host of its own. The server and PostgreSQL get CPU 0, the
+# broker and wrk CPU 1 (wrk and the broker together use well under one CPU), in all three
+# modes alike, so the difference between the modes is what notifications cost the service.
+pin() { # pin CPUS PID...: every thread of each process
+  for p in "${@:2}"; do taskset -a -cp "$1" "$p" >/dev/null 2>&1 || true; done
+}
+if [ "${PIN:-0}" = 1 ]; then
+  ALL_CPUS="0-$(($(nproc) - 1))"
+  unpin() {
+    pin "$ALL_CPUS" $(pgrep -u postgres) $(pgrep -f beam.smp) $(pgrep -x epmd)
+    cleanup
+  }
+  trap unpin EXIT
+  pin 0 $(pgrep -u postgres)
+  pin 1 $(pgrep -f beam.smp) $(pgrep -x epmd)
+  export BENCH_SERVER_CPUS=0 BENCH_CLIENT_CPUS=1
+fi
+
 depth() { # depth DIR: rows in the outbox
   if [ "$DB" = postgres ]; then
     psql "$VELA_DATABASE__URL" -qAtc "SELECT COUNT(*) FROM notification_outbox"
@@ -67,7 +85,7 @@ EOF
 
 bench_create_lua "$ROOT/create.lua" '"os_distro": "x"'
 
-echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; $ROUNDS rounds; broker ${AMQP_URL##*@}"
+echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; $ROUNDS rounds; broker ${AMQP_URL##*@}${BENCH_SERVER_CPUS:+; server and database on CPU $BENCH_SERVER_CPUS, wrk and broker on CPU $BENCH_CLIENT_CPUS}"
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 export BENCH_CPU=1
 declare -A RPS=([off]="" [away]="" [on]="") CPU=([off]="" [away]="" [on]="")
@@ -144,11 +162,16 @@ else:
     c.executemany("INSERT INTO notification_outbox (priority, message, created_at) VALUES (?, ?, ?)", rows)
     c.commit()
 PY
-"$BIN" --config "$dir/vela.toml" serve --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
+cpu0=$(mktemp)
+python3 bench/cpu.py snap 0 >"$cpu0"
+${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" --config "$dir/vela.toml" serve \
+  --bind 127.0.0.1:0 --data-dir "$dir" >"$dir/out" 2>"$dir/err" &
 PID=$!
 t0=$(date +%s.%N)
 for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
 while [ "$(depth "$dir")" != 0 ]; do sleep 0.2; done
 t1=$(date +%s.%N)
 python3 -c "print(f'sender drain: $N messages in {$t1-$t0:.1f} s = {$N/($t1-$t0):.0f} msg/s (publisher confirms, delete per batch)')"
+echo "    CPU us per message (server start included): $(python3 bench/cpu.py per "$cpu0" <(python3 bench/cpu.py snap "$PID") "$N")"
+rm -f "$cpu0"
 echo "server peak RSS while draining: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"

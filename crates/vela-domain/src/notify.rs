@@ -5,7 +5,8 @@
 //! image (the API, imports, the sweeps that end crashed uploads) produces the same events, and
 //! the repository can store them in the transaction of the change (the outbox).
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::import::HIDDEN_PROPERTIES;
 use crate::member::Member;
@@ -55,16 +56,31 @@ impl Priority {
 pub struct Notice {
     pub event_type: &'static str,
     pub priority: Priority,
-    pub payload: Value,
+    /// The payload, JSON text: serialized once, straight from the record, since a write
+    /// stores it in its transaction.
+    pub payload: String,
 }
 
 impl Notice {
-    fn info(event_type: &'static str, payload: Value) -> Self {
+    fn new(event_type: &'static str, priority: Priority, payload: &impl Serialize) -> Self {
         Notice {
             event_type,
-            priority: Priority::Info,
-            payload,
+            priority,
+            payload: to_json(payload),
         }
+    }
+
+    fn info(event_type: &'static str, payload: &impl Serialize) -> Self {
+        Notice::new(event_type, Priority::Info, payload)
+    }
+}
+
+/// JSON text of a payload (records and strings serialize without fail).
+fn to_json(v: &impl Serialize) -> String {
+    let mut out = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut out, v) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => "null".to_owned(),
     }
 }
 
@@ -93,66 +109,88 @@ impl Filter {
     }
 }
 
-fn iso(t: Micros) -> Value {
-    Value::String(format_timestamp(t))
-}
-
-fn list_property(img: &Image, name: &str) -> Value {
-    let items: Vec<&str> = img
-        .properties
+/// A property that holds a comma-separated list, as a list.
+fn list_property<'a>(img: &'a Image, name: &str) -> Vec<&'a str> {
+    img.properties
         .get(name)
         .map(|v| v.split(',').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    json!(items)
+        .unwrap_or_default()
+}
+
+/// The properties a payload shows (not the ones Vela keeps for itself).
+struct VisibleProperties<'a>(&'a Image);
+
+impl Serialize for VisibleProperties<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(visible_properties(self.0))
+    }
 }
 
 /// Glance's image payload. Locations are left out: they may hold credentials.
-pub fn image_payload(img: &Image) -> Value {
-    let properties: Map<String, Value> = img
-        .properties
-        .iter()
-        .filter(|(k, _)| !HIDDEN_PROPERTIES.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let tags: Vec<&String> = img.tags.iter().collect();
-    json!({
-        "id": img.id.as_str(),
-        "name": img.name,
-        "status": img.status.as_str(),
-        "created_at": iso(img.created_at),
-        "updated_at": iso(img.updated_at),
-        "min_disk": img.min_disk,
-        "min_ram": img.min_ram,
-        "protected": img.protected,
-        "checksum": img.checksum,
-        "owner": img.owner,
-        "disk_format": img.disk_format,
-        "container_format": img.container_format,
-        "size": img.size,
-        "virtual_size": img.virtual_size,
-        "is_public": img.visibility == crate::Visibility::Public,
-        "visibility": img.visibility.as_str(),
-        "properties": properties,
-        "tags": tags,
-        "deleted": false,
-        "deleted_at": null,
-    })
+#[derive(Serialize)]
+struct ImagePayload<'a> {
+    id: &'a str,
+    name: &'a Option<String>,
+    status: &'a str,
+    created_at: String,
+    updated_at: String,
+    min_disk: i64,
+    min_ram: i64,
+    protected: bool,
+    checksum: &'a Option<String>,
+    owner: &'a Option<String>,
+    disk_format: &'a Option<String>,
+    container_format: &'a Option<String>,
+    size: Option<i64>,
+    virtual_size: Option<i64>,
+    is_public: bool,
+    visibility: &'a str,
+    properties: VisibleProperties<'a>,
+    tags: &'a std::collections::BTreeSet<String>,
+    deleted: bool,
+    deleted_at: Option<String>,
+    /// The import's progress lists, in `image.prepare` and `image.upload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_glance_importing_to_stores: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_glance_failed_import: Option<Vec<&'a str>>,
 }
 
-fn with_import_lists(img: &Image, mut payload: Value) -> Value {
-    if let Value::Object(m) = &mut payload {
-        m.insert(IMPORTING.into(), list_property(img, IMPORTING));
-        m.insert(FAILED.into(), list_property(img, FAILED));
+impl<'a> ImagePayload<'a> {
+    fn of(img: &'a Image) -> Self {
+        ImagePayload {
+            id: img.id.as_str(),
+            name: &img.name,
+            status: img.status.as_str(),
+            created_at: format_timestamp(img.created_at),
+            updated_at: format_timestamp(img.updated_at),
+            min_disk: img.min_disk,
+            min_ram: img.min_ram,
+            protected: img.protected,
+            checksum: &img.checksum,
+            owner: &img.owner,
+            disk_format: &img.disk_format,
+            container_format: &img.container_format,
+            size: img.size,
+            virtual_size: img.virtual_size,
+            is_public: img.visibility == crate::Visibility::Public,
+            visibility: img.visibility.as_str(),
+            properties: VisibleProperties(img),
+            tags: &img.tags,
+            deleted: false,
+            deleted_at: None,
+            os_glance_importing_to_stores: None,
+            os_glance_failed_import: None,
+        }
     }
-    payload
-}
 
-fn mark_deleted(mut payload: Value, at: Micros) -> Value {
-    if let Value::Object(m) = &mut payload {
-        m.insert("deleted".into(), Value::Bool(true));
-        m.insert("deleted_at".into(), iso(at));
+    fn with_import_lists(img: &'a Image) -> Self {
+        ImagePayload {
+            os_glance_importing_to_stores: Some(list_property(img, IMPORTING)),
+            os_glance_failed_import: Some(list_property(img, FAILED)),
+            ..ImagePayload::of(img)
+        }
     }
-    payload
 }
 
 /// The fields of an image a user changes (`image.update`): not the status, the upload
@@ -180,7 +218,7 @@ fn visible_properties(img: &Image) -> impl Iterator<Item = (&String, &String)> {
 
 /// The events of a new image.
 pub fn image_created(img: &Image) -> Vec<Notice> {
-    vec![Notice::info("image.create", image_payload(img))]
+    vec![Notice::info("image.create", &ImagePayload::of(img))]
 }
 
 /// The events of a change from `before` to `after`, in the order Glance sends them.
@@ -198,38 +236,37 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
     let deleted = after.deleted && !before.deleted;
     if deleted || after.status == PendingDelete && before.status != PendingDelete {
         let at = after.deleted_at.unwrap_or(after.updated_at);
-        out.push(Notice::info(
-            "image.delete",
-            mark_deleted(image_payload(after), at),
-        ));
+        let payload = ImagePayload {
+            deleted: true,
+            deleted_at: Some(format_timestamp(at)),
+            ..ImagePayload::of(after)
+        };
+        out.push(Notice::info("image.delete", &payload));
         return out;
     }
-    let payload = image_payload(after);
+    let payload = to_json(&ImagePayload::of(after));
+    let with_lists = || to_json(&ImagePayload::with_import_lists(after));
+    let info = |event_type, payload| Notice {
+        event_type,
+        priority: Priority::Info,
+        payload,
+    };
     let transition = match (before.status, after.status) {
         (b, Saving | Importing) if b != after.status => {
-            out.push(Notice::info(
-                "image.prepare",
-                with_import_lists(after, payload.clone()),
-            ));
+            out.push(info("image.prepare", with_lists()));
             true
         }
         (Saving | Importing, Active) => {
-            out.push(Notice::info(
-                "image.upload",
-                with_import_lists(after, payload.clone()),
-            ));
-            out.push(Notice::info("image.activate", payload.clone()));
+            out.push(info("image.upload", with_lists()));
+            out.push(info("image.activate", payload.clone()));
             true
         }
         (Saving | Importing, Queued) => {
-            out.push(Notice {
-                event_type: "image.upload",
-                priority: Priority::Error,
-                payload: Value::String(format!(
-                    "Failed to upload image data for image {}",
-                    after.id
-                )),
-            });
+            out.push(Notice::new(
+                "image.upload",
+                Priority::Error,
+                &format!("Failed to upload image data for image {}", after.id),
+            ));
             true
         }
         (Active, Active)
@@ -237,10 +274,7 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
                 && before.properties.get(IMPORTING) != after.properties.get(IMPORTING) =>
         {
             // A copy into one more store (copy-image).
-            out.push(Notice::info(
-                "image.upload",
-                with_import_lists(after, payload.clone()),
-            ));
+            out.push(info("image.upload", with_lists()));
             true
         }
         // Data staged for an import, deactivation and reactivation: saved as updates.
@@ -248,13 +282,13 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
             if b != a
                 && (a == Deactivated || b == Deactivated || (b, a) == (Queued, Uploading)) =>
         {
-            out.push(Notice::info("image.update", payload.clone()));
+            out.push(info("image.update", payload.clone()));
             true
         }
         _ => false,
     };
     if !transition && user_fields_differ(before, after) {
-        out.push(Notice::info("image.update", payload));
+        out.push(info("image.update", payload));
     }
     out
 }
@@ -267,67 +301,63 @@ pub fn image_sent(
     receiver_project: Option<&str>,
     receiver_user: Option<&str>,
 ) -> Notice {
-    Notice {
-        event_type: "image.send",
-        priority: if bytes_sent == expected {
-            Priority::Info
-        } else {
-            Priority::Error
-        },
-        payload: json!({
-            "bytes_sent": bytes_sent,
-            "image_id": img.id.as_str(),
-            "owner_id": img.owner,
-            "receiver_tenant_id": receiver_project,
-            "receiver_user_id": receiver_user,
-        }),
-    }
-}
-
-fn member_payload(m: &Member) -> Value {
-    json!({
-        "image_id": m.image_id.as_str(),
-        "member_id": m.member_id,
-        "status": m.status.as_str(),
-        "created_at": iso(m.created_at),
-        "updated_at": iso(m.updated_at),
-        "deleted": false,
-        "deleted_at": null,
-    })
+    let priority = if bytes_sent == expected {
+        Priority::Info
+    } else {
+        Priority::Error
+    };
+    let payload = json!({
+        "bytes_sent": bytes_sent,
+        "image_id": img.id.as_str(),
+        "owner_id": img.owner,
+        "receiver_tenant_id": receiver_project,
+        "receiver_user_id": receiver_user,
+    });
+    Notice::new("image.send", priority, &payload)
 }
 
 /// `image.member.create`, `image.member.update` or `image.member.delete`.
 pub fn member_event(event_type: &'static str, m: &Member, deleted_at: Option<Micros>) -> Notice {
-    let payload = member_payload(m);
-    Notice::info(
-        event_type,
-        match deleted_at {
-            Some(at) => mark_deleted(payload, at),
-            None => payload,
-        },
-    )
+    let payload = json!({
+        "image_id": m.image_id.as_str(),
+        "member_id": m.member_id,
+        "status": m.status.as_str(),
+        "created_at": format_timestamp(m.created_at),
+        "updated_at": format_timestamp(m.updated_at),
+        "deleted": deleted_at.is_some(),
+        "deleted_at": deleted_at.map(format_timestamp),
+    });
+    Notice::info(event_type, &payload)
 }
 
 /// Glance's task payload: never the input (it may hold credentials), nor the result.
-fn task_payload(t: &Task) -> Value {
-    json!({
+fn task_payload(t: &Task) -> String {
+    to_json(&json!({
         "id": t.id,
         "type": t.kind.as_str(),
         "status": t.status.as_str(),
         "result": null,
         "owner": t.owner,
         "message": null,
-        "expires_at": t.expires_at.map(iso),
-        "created_at": iso(t.created_at),
-        "updated_at": iso(t.updated_at),
+        "expires_at": t.expires_at.map(format_timestamp),
+        "created_at": format_timestamp(t.created_at),
+        "updated_at": format_timestamp(t.updated_at),
         "deleted": false,
         "deleted_at": null,
-    })
+    }))
+}
+
+fn task_notice(event_type: &'static str, payload: String) -> Notice {
+    Notice {
+        event_type,
+        priority: Priority::Info,
+        payload,
+    }
 }
 
 /// The events of a new task.
 pub fn task_created(t: &Task) -> Vec<Notice> {
-    vec![Notice::info("task.create", task_payload(t))]
+    vec![task_notice("task.create", task_payload(t))]
 }
 
 /// The events of a task's status change: `task.run` and `task.processing` when it starts,
@@ -339,11 +369,11 @@ pub fn task_changed(before: &Task, after: &Task) -> Vec<Notice> {
     let payload = task_payload(after);
     match after.status {
         TaskStatus::Processing => vec![
-            Notice::info("task.run", payload.clone()),
-            Notice::info("task.processing", payload),
+            task_notice("task.run", payload.clone()),
+            task_notice("task.processing", payload),
         ],
-        TaskStatus::Success => vec![Notice::info("task.success", payload)],
-        TaskStatus::Failure => vec![Notice::info("task.failure", payload)],
+        TaskStatus::Success => vec![task_notice("task.success", payload)],
+        TaskStatus::Failure => vec![task_notice("task.failure", payload)],
         TaskStatus::Pending => Vec::new(),
     }
 }
@@ -352,29 +382,30 @@ pub fn task_changed(before: &Task, after: &Task) -> Vec<Notice> {
 /// consumer's `metadata` (`message_id`, `timestamp`) and the event, as JSON text. The
 /// notifier's context is empty, as Glance's is, so no `_context_*` keys.
 pub fn message(notice: &Notice, publisher_id: &str, message_id: &str, at: Micros) -> String {
-    #[derive(serde::Serialize)]
-    struct Message<'a> {
+    #[derive(Serialize)]
+    struct Head<'a> {
         message_id: &'a str,
         publisher_id: &'a str,
         event_type: &'a str,
         priority: &'a str,
-        payload: &'a Value,
         timestamp: String,
     }
-    let timestamp = chrono::DateTime::from_timestamp_micros(at)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S%.6f")
-        .to_string();
-    let m = Message {
+    let head = Head {
         message_id,
         publisher_id,
         event_type: notice.event_type,
         priority: notice.priority.as_str(),
-        payload: &notice.payload,
-        timestamp,
+        timestamp: crate::format_utc(at, ' ', true),
     };
-    // Serializing a Value and strings cannot fail.
-    serde_json::to_string(&m).unwrap_or_default()
+    // The head's object, then the payload (already JSON) as its last member.
+    let mut out = Vec::with_capacity(notice.payload.len() + 256);
+    if serde_json::to_writer(&mut out, &head).is_err() || out.pop() != Some(b'}') {
+        return String::new();
+    }
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(notice.payload.as_bytes());
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -394,6 +425,10 @@ mod tests {
 
     fn types(n: &[Notice]) -> Vec<&str> {
         n.iter().map(|n| n.event_type).collect()
+    }
+
+    fn payload(n: &Notice) -> serde_json::Value {
+        serde_json::from_str(&n.payload).unwrap()
     }
 
     #[test]
@@ -420,8 +455,8 @@ mod tests {
         deleted.deleted_at = Some(1_700_000_100_000_000);
         let d = image_changed(&active, &deleted);
         assert_eq!(types(&d), ["image.delete"]);
-        assert_eq!(d[0].payload["deleted"], true);
-        assert_eq!(d[0].payload["deleted_at"], "2023-11-14T22:15:00Z");
+        assert_eq!(payload(&d[0])["deleted"], true);
+        assert_eq!(payload(&d[0])["deleted_at"], "2023-11-14T22:15:00Z");
     }
 
     #[test]
@@ -433,12 +468,60 @@ mod tests {
             .insert(crate::import::STAGED_DATA.into(), "file:///x".into());
         let n = image_changed(&a, &b);
         assert_eq!(types(&n), ["image.update"]);
-        let p = &n[0].payload;
+        let p = &payload(&n[0]);
         assert_eq!(p["tags"], json!(["t"]));
         assert_eq!(p["properties"], json!({}));
         assert_eq!(p["is_public"], false);
         assert_eq!(p["created_at"], "2023-11-14T22:13:20Z");
         assert!(p.get("locations").is_none());
+    }
+
+    #[test]
+    fn messages_and_payloads_are_json() {
+        let mut queued = image();
+        queued
+            .properties
+            .insert("os_distro".into(), "cirros".into());
+        queued
+            .properties
+            .insert(crate::import::STAGED_DATA.into(), "file:///x".into());
+        let mut importing = queued.clone();
+        importing.status = ImageStatus::Importing;
+        importing.properties.insert(IMPORTING.into(), "a,b".into());
+        let n = image_changed(&queued, &importing);
+        assert_eq!(types(&n), ["image.prepare"]);
+        let m: serde_json::Value =
+            serde_json::from_str(&message(&n[0], "image.node", "m-1", 1_700_000_123_456_789))
+                .unwrap();
+        assert_eq!(m["message_id"], "m-1");
+        assert_eq!(m["publisher_id"], "image.node");
+        assert_eq!(m["event_type"], "image.prepare");
+        assert_eq!(m["priority"], "INFO");
+        assert_eq!(m["timestamp"], "2023-11-14 22:15:23.456789");
+        let p = &m["payload"];
+        assert_eq!(p["status"], "importing");
+        assert_eq!(p["name"], "cirros");
+        assert_eq!(p["size"], json!(null));
+        assert_eq!(p[IMPORTING], json!(["a", "b"]));
+        assert_eq!(p[FAILED], json!([]));
+        assert_eq!(
+            p["properties"],
+            json!({"os_distro": "cirros", IMPORTING: "a,b"})
+        );
+        assert_eq!(p["deleted_at"], json!(null));
+        // Only prepare and upload carry the lists.
+        assert!(payload(&image_created(&queued)[0]).get(IMPORTING).is_none());
+        // A failed upload's payload is a sentence.
+        let mut saving = queued.clone();
+        saving.status = ImageStatus::Saving;
+        let failed = &image_changed(&saving, &queued)[0];
+        assert_eq!(
+            payload(failed),
+            json!(format!(
+                "Failed to upload image data for image {}",
+                queued.id
+            ))
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use vela_domain::notify::{Filter, Priority};
 use vela_domain::Secret;
 
 /// Messages read from the outbox at a time.
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
 /// How long the sender lease lasts without renewal; another node takes over after it.
 const LEASE: Duration = Duration::from_secs(30);
 /// Connecting, declaring and each confirm must finish within this.
@@ -33,7 +33,7 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// After a write woke the sender, it waits this long so that one round sends what many
 /// requests wrote (and the writing transaction has committed).
-const COALESCE: Duration = Duration::from_millis(200);
+const COALESCE: Duration = Duration::from_millis(500);
 /// Retry delays after a failure: doubling up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
