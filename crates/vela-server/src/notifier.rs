@@ -349,12 +349,7 @@ impl Link {
             .iter()
             .map(|t| [Priority::Info, Priority::Error].map(|p| format!("{t}.{}", p.topic_suffix())))
             .collect();
-        let bodies: Vec<String> = batch
-            .iter()
-            .map(|m| {
-                serde_json::json!({"oslo.version": "2.0", "oslo.message": m.message}).to_string()
-            })
-            .collect();
+        let bodies: Vec<Vec<u8>> = batch.iter().map(|m| envelope(&m.message)).collect();
         let mut queued = Vec::with_capacity(batch.len() * keys.len());
         for (m, body) in batch.iter().zip(&bodies) {
             for k in &keys {
@@ -363,7 +358,7 @@ impl Link {
                     &s.exchange,
                     key,
                     BasicPublishOptions::default(),
-                    body.as_bytes(),
+                    body,
                     props.clone(),
                 ));
                 let first = futures::poll!(publish.as_mut());
@@ -395,6 +390,16 @@ impl Link {
     }
 }
 
+/// oslo.messaging's envelope of a message (`oslo.message` holds it as a JSON string).
+fn envelope(message: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(message.len() + message.len() / 4 + 40);
+    body.extend_from_slice(b"{\"oslo.message\":");
+    // A string always serializes.
+    let _ = serde_json::to_writer(&mut body, message);
+    body.extend_from_slice(b",\"oslo.version\":\"2.0\"}");
+    body
+}
+
 /// Waits for the confirms in order; stops at the first message not confirmed by all.
 async fn confirmed(
     pending: Vec<(i64, Vec<lapin::publisher_confirm::PublisherConfirm>)>,
@@ -420,7 +425,17 @@ async fn confirmed(
 
 #[cfg(test)]
 mod tests {
-    use super::amqp_uris;
+    use super::{amqp_uris, envelope};
+
+    #[test]
+    fn envelopes_hold_the_message_as_a_string() {
+        let message = r#"{"event_type":"image.create","payload":{"name":"a \"quoted\" é\n"}}"#;
+        let v: serde_json::Value = serde_json::from_slice(&envelope(message)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"oslo.version": "2.0", "oslo.message": message})
+        );
+    }
 
     #[test]
     fn transport_urls() {
