@@ -49,8 +49,8 @@ pub fn task_json(t: &Task, full: bool) -> Value {
 /// microseconds, as Glance's database layer renders them).
 fn raw_task_json(t: &Task) -> Value {
     let ts = |v: Option<i64>| {
-        v.and_then(chrono::DateTime::from_timestamp_micros)
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
+        v.filter(|t| chrono::DateTime::from_timestamp_micros(*t).is_some())
+            .map(|t| vela_domain::format_utc(t, 'T', true))
     };
     json!({
         "id": t.id,

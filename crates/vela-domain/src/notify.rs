@@ -244,21 +244,17 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
         out.push(Notice::info("image.delete", &payload));
         return out;
     }
-    let payload = to_json(&ImagePayload::of(after));
-    let with_lists = || to_json(&ImagePayload::with_import_lists(after));
-    let info = |event_type, payload| Notice {
-        event_type,
-        priority: Priority::Info,
-        payload,
-    };
+    // Serialized only for the events the change produces.
+    let payload = || ImagePayload::of(after);
+    let with_lists = || ImagePayload::with_import_lists(after);
     let transition = match (before.status, after.status) {
         (b, Saving | Importing) if b != after.status => {
-            out.push(info("image.prepare", with_lists()));
+            out.push(Notice::info("image.prepare", &with_lists()));
             true
         }
         (Saving | Importing, Active) => {
-            out.push(info("image.upload", with_lists()));
-            out.push(info("image.activate", payload.clone()));
+            out.push(Notice::info("image.upload", &with_lists()));
+            out.push(Notice::info("image.activate", &payload()));
             true
         }
         (Saving | Importing, Queued) => {
@@ -274,7 +270,7 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
                 && before.properties.get(IMPORTING) != after.properties.get(IMPORTING) =>
         {
             // A copy into one more store (copy-image).
-            out.push(info("image.upload", with_lists()));
+            out.push(Notice::info("image.upload", &with_lists()));
             true
         }
         // Data staged for an import, deactivation and reactivation: saved as updates.
@@ -282,13 +278,13 @@ pub fn image_changed(before: &Image, after: &Image) -> Vec<Notice> {
             if b != a
                 && (a == Deactivated || b == Deactivated || (b, a) == (Queued, Uploading)) =>
         {
-            out.push(info("image.update", payload.clone()));
+            out.push(Notice::info("image.update", &payload()));
             true
         }
         _ => false,
     };
     if !transition && user_fields_differ(before, after) {
-        out.push(info("image.update", payload));
+        out.push(Notice::info("image.update", &payload()));
     }
     out
 }
@@ -331,8 +327,8 @@ pub fn member_event(event_type: &'static str, m: &Member, deleted_at: Option<Mic
 }
 
 /// Glance's task payload: never the input (it may hold credentials), nor the result.
-fn task_payload(t: &Task) -> String {
-    to_json(&json!({
+fn task_payload(t: &Task) -> serde_json::Value {
+    json!({
         "id": t.id,
         "type": t.kind.as_str(),
         "status": t.status.as_str(),
@@ -344,20 +340,12 @@ fn task_payload(t: &Task) -> String {
         "updated_at": format_timestamp(t.updated_at),
         "deleted": false,
         "deleted_at": null,
-    }))
-}
-
-fn task_notice(event_type: &'static str, payload: String) -> Notice {
-    Notice {
-        event_type,
-        priority: Priority::Info,
-        payload,
-    }
+    })
 }
 
 /// The events of a new task.
 pub fn task_created(t: &Task) -> Vec<Notice> {
-    vec![task_notice("task.create", task_payload(t))]
+    vec![Notice::info("task.create", &task_payload(t))]
 }
 
 /// The events of a task's status change: `task.run` and `task.processing` when it starts,
@@ -369,11 +357,11 @@ pub fn task_changed(before: &Task, after: &Task) -> Vec<Notice> {
     let payload = task_payload(after);
     match after.status {
         TaskStatus::Processing => vec![
-            task_notice("task.run", payload.clone()),
-            task_notice("task.processing", payload),
+            Notice::info("task.run", &payload),
+            Notice::info("task.processing", &payload),
         ],
-        TaskStatus::Success => vec![task_notice("task.success", payload)],
-        TaskStatus::Failure => vec![task_notice("task.failure", payload)],
+        TaskStatus::Success => vec![Notice::info("task.success", &payload)],
+        TaskStatus::Failure => vec![Notice::info("task.failure", &payload)],
         TaskStatus::Pending => Vec::new(),
     }
 }
