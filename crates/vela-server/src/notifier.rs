@@ -197,6 +197,19 @@ impl Notifier {
             }
             lease.renewed = Some(std::time::Instant::now());
         }
+        // The broker first: while it is away the outbox is not read (a long outage would
+        // read the same batch again at every retry), only its depth is checked, which keeps
+        // the outbox's limit enforced.
+        if let (Driver::Amqp(uris), None) = (&self.driver, link.as_ref()) {
+            let depth = db.outbox_depth_bounded().await?;
+            self.outbox.set_depth(depth);
+            if depth == 0 {
+                return Ok(Round::Idle);
+            }
+            let uri = &uris[*next_host % uris.len()];
+            *next_host += 1;
+            *link = Some(Link::open(uri, &self.settings).await?);
+        }
         let batch = db.outbox_batch(BATCH).await?;
         if batch.is_empty() {
             self.outbox.set_depth(0);
@@ -204,7 +217,7 @@ impl Notifier {
         }
         let full = batch.len() as i64 == BATCH;
         self.outbox.set_depth(if full {
-            db.outbox_depth().await?
+            db.outbox_depth_bounded().await?
         } else {
             batch.len() as u64
         });
@@ -216,12 +229,7 @@ impl Notifier {
                 let sent: Vec<i64> = batch.iter().map(|m| m.seq).collect();
                 db.outbox_remove(&sent).await?;
             }
-            Driver::Amqp(uris) => {
-                if link.is_none() {
-                    let uri = &uris[*next_host % uris.len()];
-                    *next_host += 1;
-                    *link = Some(Link::open(uri, &self.settings).await?);
-                }
+            Driver::Amqp(_) => {
                 let Some(l) = link.as_ref() else {
                     return Ok(Round::Idle);
                 };

@@ -216,3 +216,51 @@ async fn the_log_driver_writes_notifications_to_the_log() {
     }
     assert!(logged && drained, "{}", app.server_log());
 }
+
+/// With the broker unreachable the sender does not read the outbox, but it still checks its
+/// depth at every retry: once the outbox holds `outbox_max` notifications new ones are
+/// dropped (and counted), and the changes themselves succeed.
+#[tokio::test]
+async fn a_full_outbox_drops_new_notifications_while_the_broker_is_away() {
+    let app = TestApp::spawn_with_config(
+        "[notifications]\ndriver = \"messagingv2\"\n\
+         transport_url = \"rabbit://guest:guest@127.0.0.1:9/\"\noutbox_max = 3\n\
+         [metrics]\nbind = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    if app.is_external() {
+        return;
+    }
+    let metrics = app.metrics_url().unwrap();
+    let scrape = || async {
+        parse(
+            &reqwest::get(format!("{metrics}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+    };
+    for i in 0..3 {
+        app.create_image(json!({"name": app.name(&format!("kept-{i}"))}))
+            .await;
+    }
+    // The sender's first retries come within a few seconds (its backoff starts at 250 ms).
+    let mut dropped = 0.0;
+    for i in 0..60 {
+        app.create_image(json!({"name": app.name(&format!("late-{i}"))}))
+            .await;
+        dropped = value(&scrape().await, "vela_notifications_dropped_total");
+        if dropped > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(dropped > 0.0, "{}", app.server_log());
+    let m = scrape().await;
+    let depth = value(&m, "vela_notification_outbox_depth");
+    // At most one round's worth of writes gets in between two depth checks.
+    assert!((3.0..10.0).contains(&depth), "depth {depth}");
+    assert!(app.server_log().contains("notification outbox is full"));
+}
