@@ -58,10 +58,32 @@ LUA
 # for it; sets PID, URL and TOKEN (an admin token, see bench_token). BENCH_SERVER_CPUS (a
 # taskset CPU list) pins the server.
 bench_serve() {
-  ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$1" --config "$2/vela.toml" serve \
+  # shellcheck disable=SC2086 # BENCH_SERVER_WRAP is a command line (valgrind …)
+  ${BENCH_SERVER_WRAP:-} ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$1" --config "$2/vela.toml" serve \
     --bind 127.0.0.1:0 --data-dir "$2" >"$2/out" 2>"$2/err" &
   PID=$!
-  for _ in $(seq 100); do grep -q listening "$2/out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1200); do grep -q listening "$2/out" 2>/dev/null && break; sleep 0.1; done
   URL=$(sed -n 's/^vela listening on //p' "$2/out")
   TOKEN=$(bench_token "$URL")
+}
+
+# bench_outbox_depth DIR: rows in the notification outbox: of DIR/vela.sqlite, or with
+# DB=postgres of VELA_DATABASE__URL.
+bench_outbox_depth() {
+  if [ "${DB:-sqlite}" = postgres ]; then
+    psql "$VELA_DATABASE__URL" -qAtc "SELECT COUNT(*) FROM notification_outbox"
+  else
+    python3 -c 'import sqlite3,sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM notification_outbox").fetchone()[0])' "$1/vela.sqlite"
+  fi
+}
+
+# bench_outbox_drained DIR: waits (two minutes at most) until that outbox is empty.
+bench_outbox_drained() {
+  for _ in $(seq 600); do
+    [ "$(bench_outbox_depth "$1")" = 0 ] && return 0
+    sleep 0.2
+  done
+  echo "the outbox of $1 did not drain; the server's log ends:" >&2
+  tail -20 "$1/err" >&2 || true
+  return 1
 }

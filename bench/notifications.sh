@@ -10,6 +10,7 @@
 #   bash bench/notifications.sh              # SQLite
 #   DB=postgres bash bench/notifications.sh  # the local PostgreSQL (throw-away databases)
 #   ROUNDS=5 DURATION=20 AMQP_URL=rabbit://guest:guest@127.0.0.1:5672/ bash bench/notifications.sh
+#   INSTR=1 [DB=postgres] bash bench/notifications.sh  # instructions per create (callgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -55,14 +56,6 @@ if [ "${PIN:-0}" = 1 ]; then
   export BENCH_SERVER_CPUS=0 BENCH_CLIENT_CPUS=1
 fi
 
-depth() { # depth DIR: rows in the outbox
-  if [ "$DB" = postgres ]; then
-    psql "$VELA_DATABASE__URL" -qAtc "SELECT COUNT(*) FROM notification_outbox"
-  else
-    python3 -c 'import sqlite3,sys; print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM notification_outbox").fetchone()[0])' "$1/vela.sqlite"
-  fi
-}
-
 start() { # start NAME DRIVER [TRANSPORT_URL]
   local dir="$ROOT/$1"
   mkdir -p "$dir"
@@ -84,9 +77,63 @@ EOF
 }
 
 bench_create_lua "$ROOT/create.lua" '"os_distro": "x"'
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+
+# INSTR=1: instructions instead of creates/s. The server runs under valgrind's callgrind; after
+# a warm-up, N creates (2 000) go one after another over one connection, and the count covers
+# exactly those (and, when publishing, the sender until the outbox is empty). Counts repeat
+# from run to run whatever else the machine does, where creates/s on two shared cores move by
+# 10 % and more between runs. With SQLite the database engine runs inside the server and is
+# counted; with DB=postgres only the server is.
+if [ "${INSTR:-0}" = 1 ]; then
+  command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+  N=${N:-2000}
+  export BENCH_SERVER_WRAP="valgrind --tool=callgrind --callgrind-out-file=$ROOT/cg.%p"
+  creates() { # creates COUNT: image creates, one after another on one connection
+    python3 - "$URL" "$TOKEN" "$1" <<'PY'
+import http.client, json, sys, urllib.parse
+url, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urllib.parse.urlparse(url)
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+body = json.dumps({"name": "bench-create", "disk_format": "raw", "container_format": "bare",
+                   "os_distro": "x"})
+for _ in range(n):
+    c.request("POST", "/v2/images", body, {"X-Auth-Token": token, "Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    if r.status != 201:
+        sys.exit(f"create answered {r.status}")
+PY
+  }
+  instructions() { # instructions NAME DRIVER [TRANSPORT_URL]: instructions per create
+    local publishing=
+    [ "$2" = messagingv2 ] && [ -z "${3:-}" ] && publishing=1
+    start "$@"
+    creates 300
+    [ -z "$publishing" ] || bench_outbox_drained "$ROOT/$1"
+    callgrind_control -z "$PID" >/dev/null 2>&1
+    creates "$N"
+    [ -z "$publishing" ] || bench_outbox_drained "$ROOT/$1"
+    callgrind_control -d "$PID" >/dev/null 2>&1
+    local out
+    out=$(ls -t "$ROOT/cg.$PID".* | head -1)
+    stop
+    echo $(($(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') / N))
+  }
+  echo "machine: $(nproc) cores; $DB; $N creates per mode after 300 to warm up; valgrind --tool=callgrind"
+  off=$(instructions off noop)
+  away=$(instructions away messagingv2 "rabbit://guest:guest@127.0.0.1:9/")
+  on=$(instructions on messagingv2)
+  python3 - "$off" "$away" "$on" <<'PY'
+import sys
+off, away, on = (int(x) for x in sys.argv[1:])
+for label, v in (("off", off), ("on, broker away (outbox alone)", away), ("on, publishing", on)):
+    print(f"server instructions per create, notifications {label:31} {v:8d}  ({(v - off) / off * 100:+5.1f} %)")
+PY
+  exit 0
+fi
 
 echo "machine: $(nproc) cores; $DB; wrk -t2 -c8 -d${DURATION}s; $ROUNDS rounds; broker ${AMQP_URL##*@}${BENCH_SERVER_CPUS:+; server and database on CPU $BENCH_SERVER_CPUS, wrk and broker on CPU $BENCH_CLIENT_CPUS}"
-stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 export BENCH_CPU=1
 declare -A RPS=([off]="" [away]="" [on]="") CPU=([off]="" [away]="" [on]="")
 for r in $(seq "$ROUNDS"); do
@@ -100,15 +147,15 @@ for r in $(seq "$ROUNDS"); do
   start "away$r" messagingv2 "rabbit://guest:guest@127.0.0.1:9/"
   bench_wrk "[$r] create image, notifications on, broker away" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
   RPS[away]+=" $BENCH_RPS"; CPU[away]+="$BENCH_CPU_LINE;"
-  echo "    outbox rows kept while the broker is away: $(depth "$ROOT/away$r")"
+  echo "    outbox rows kept while the broker is away: $(bench_outbox_depth "$ROOT/away$r")"
   stop
 
   start "on$r" messagingv2
   bench_wrk "[$r] create image, notifications on (messagingv2)" -H "X-Auth-Token: $TOKEN" -s "$ROOT/create.lua" "$URL/v2/images"
   RPS[on]+=" $BENCH_RPS"; CPU[on]+="$BENCH_CPU_LINE;"
-  left=$(depth "$ROOT/on$r")
+  left=$(bench_outbox_depth "$ROOT/on$r")
   t0=$(date +%s.%N)
-  while [ "$(depth "$ROOT/on$r")" != 0 ]; do sleep 0.2; done
+  bench_outbox_drained "$ROOT/on$r"
   t1=$(date +%s.%N)
   echo "    outbox left after the run: $left; drained in $(python3 -c "print(f'{$t1-$t0:.1f}')") s;" \
     "server peak RSS $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)"
@@ -169,7 +216,7 @@ ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" --config "$dir/vela
 PID=$!
 t0=$(date +%s.%N)
 for _ in $(seq 100); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
-while [ "$(depth "$dir")" != 0 ]; do sleep 0.2; done
+bench_outbox_drained "$dir"
 t1=$(date +%s.%N)
 python3 -c "print(f'sender drain: $N messages in {$t1-$t0:.1f} s = {$N/($t1-$t0):.0f} msg/s (publisher confirms, delete per batch)')"
 echo "    CPU us per message (server start included): $(python3 bench/cpu.py per "$cpu0" <(python3 bench/cpu.py snap "$PID") "$N")"

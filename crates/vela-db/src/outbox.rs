@@ -295,30 +295,6 @@ impl Db {
         Ok(())
     }
 
-    /// How many notifications wait to be sent, for the sender's guard: exact once it reaches
-    /// the outbox's limit, below that an upper bound read from the two ends of the `seq`
-    /// index (two index lookups, where counting reads every row of a long backlog).
-    pub async fn outbox_depth_bounded(&self) -> Result<u64, DbError> {
-        let row = sqlx::query("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM notification_outbox")
-            .fetch_one(&self.read)
-            .await?;
-        let (Some(lo), Some(hi)) = (
-            row.try_get::<Option<i64>, _>("lo")?,
-            row.try_get::<Option<i64>, _>("hi")?,
-        ) else {
-            return Ok(0);
-        };
-        let span = u64::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0);
-        let limit = self
-            .notifications
-            .as_ref()
-            .map_or(u64::MAX, |n| n.max_depth);
-        if span < limit {
-            return Ok(span);
-        }
-        self.outbox_depth().await
-    }
-
     /// How many notifications wait to be sent.
     pub async fn outbox_depth(&self) -> Result<u64, DbError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM notification_outbox")

@@ -197,19 +197,6 @@ impl Notifier {
             }
             lease.renewed = Some(std::time::Instant::now());
         }
-        // The broker first: while it is away the outbox is not read (a long outage would
-        // read the same batch again at every retry), only its depth is checked, which keeps
-        // the outbox's limit enforced.
-        if let (Driver::Amqp(uris), None) = (&self.driver, link.as_ref()) {
-            let depth = db.outbox_depth_bounded().await?;
-            self.outbox.set_depth(depth);
-            if depth == 0 {
-                return Ok(Round::Idle);
-            }
-            let uri = &uris[*next_host % uris.len()];
-            *next_host += 1;
-            *link = Some(Link::open(uri, &self.settings).await?);
-        }
         let batch = db.outbox_batch(BATCH).await?;
         if batch.is_empty() {
             self.outbox.set_depth(0);
@@ -217,7 +204,7 @@ impl Notifier {
         }
         let full = batch.len() as i64 == BATCH;
         self.outbox.set_depth(if full {
-            db.outbox_depth_bounded().await?
+            db.outbox_depth().await?
         } else {
             batch.len() as u64
         });
@@ -229,7 +216,12 @@ impl Notifier {
                 let sent: Vec<i64> = batch.iter().map(|m| m.seq).collect();
                 db.outbox_remove(&sent).await?;
             }
-            Driver::Amqp(_) => {
+            Driver::Amqp(uris) => {
+                if link.is_none() {
+                    let uri = &uris[*next_host % uris.len()];
+                    *next_host += 1;
+                    *link = Some(Link::open(uri, &self.settings).await?);
+                }
                 let Some(l) = link.as_ref() else {
                     return Ok(Round::Idle);
                 };

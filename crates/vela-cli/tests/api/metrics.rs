@@ -217,9 +217,9 @@ async fn the_log_driver_writes_notifications_to_the_log() {
     assert!(logged && drained, "{}", app.server_log());
 }
 
-/// With the broker unreachable the sender does not read the outbox, but it still checks its
-/// depth at every retry: once the outbox holds `outbox_max` notifications new ones are
-/// dropped (and counted), and the changes themselves succeed.
+/// With the broker unreachable the sender still checks the outbox's depth at every retry:
+/// once the outbox holds `outbox_max` notifications new ones are dropped (and counted), and
+/// the changes themselves succeed.
 #[tokio::test]
 async fn a_full_outbox_drops_new_notifications_while_the_broker_is_away() {
     let app = TestApp::spawn_with_config(
